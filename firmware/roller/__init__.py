@@ -1,0 +1,1 @@
+"""The roller firmware package: motion core, drivers and (later) the app."""

@@ -1,0 +1,1 @@
+"""Hardware drivers: the only modules that touch `machine`."""

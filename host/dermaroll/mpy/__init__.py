@@ -1,0 +1,1 @@
+"""Code that runs inside the MicroPython interpreter (and, unchanged, in CPython)."""

@@ -1,0 +1,24 @@
+"""Small helpers for tests that run inside MicroPython."""
+import gc
+
+import micropython
+
+
+def no_alloc(func, *args):
+    """Call func(*args) with the heap locked; a MemoryError means it allocated."""
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        result = func(*args)
+    finally:
+        micropython.heap_unlock()
+    return result
+
+
+def raises(exc, func, *args):
+    """Assert that func(*args) raises `exc`; return the exception."""
+    try:
+        func(*args)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised by %r" % (exc.__name__, func))
