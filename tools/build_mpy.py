@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print("mpy-cross -march=%s rejected:\n%s" % (args.arch, "\n".join(failed)), file=sys.stderr)
         return 1
-    print("mpy-cross -march=%s: %d files compiled into %s" % (
-        args.arch, len(args.sources), args.out.relative_to(ROOT) if args.out.is_absolute() else args.out))
+    print("mpy-cross -march=%s: %d files compiled into %s" % (args.arch, len(args.sources), args.out))
     return 0
 
 

@@ -54,7 +54,7 @@ def config(stub_names: list[str]) -> Path:
 def main() -> int:
     site = Path(sysconfig.get_paths()["purelib"])
     if not (site / "stdlib" / "VERSIONS").exists():
-        print("typecheck: micropython-stdlib-stubs not installed; run `make setup`", file=sys.stderr)
+        print("typecheck: the MicroPython stubs are not installed; run `make setup`", file=sys.stderr)
         return 2
     stub_dir, stub_names = board_stubs(site)
     cmd = [
