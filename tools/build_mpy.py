@@ -43,14 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
             [mpy_cross(), "-march=" + args.arch, "-o", str(dest), str(src)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             failed.append("%s\n%s" % (src.relative_to(ROOT), proc.stderr.strip()))
     if failed:
         print("mpy-cross -march=%s rejected:\n%s" % (args.arch, "\n".join(failed)), file=sys.stderr)
         return 1
-    print("mpy-cross -march=%s: %d files compiled into %s" % (args.arch, len(args.sources), args.out))
+    print(
+        "mpy-cross -march=%s: %d files compiled into %s" % (args.arch, len(args.sources), args.out)
+    )
     return 0
 
 

@@ -54,14 +54,21 @@ def config(stub_names: list[str]) -> Path:
 def main() -> int:
     site = Path(sysconfig.get_paths()["purelib"])
     if not (site / "stdlib" / "VERSIONS").exists():
-        print("typecheck: the MicroPython stubs are not installed; run `make setup`", file=sys.stderr)
+        print(
+            "typecheck: the MicroPython stubs are not installed; run `make setup`", file=sys.stderr
+        )
         return 2
     stub_dir, stub_names = board_stubs(site)
     cmd = [
-        sys.executable, "-m", "mypy",
-        "--config-file", str(config(stub_names)),
-        "--custom-typeshed-dir", str(site),
-        "--python-version", "3.11",
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(config(stub_names)),
+        "--custom-typeshed-dir",
+        str(site),
+        "--python-version",
+        "3.11",
         "--no-site-packages",
         "--explicit-package-bases",
         "--check-untyped-defs",

@@ -3,6 +3,7 @@
 A bad or missing file never stops the device: it falls back to the defaults
 and records why in `errors`; keys it does not know are listed in `unknown`.
 """
+
 import json
 import math
 import os
@@ -147,7 +148,9 @@ class Settings:
         v = self.values
         if v["horizontal_min_deg"] < v["vertical_max_deg"]:
             return "horizontal_min_deg (%r) is below vertical_max_deg (%r)" % (
-                v["horizontal_min_deg"], v["vertical_max_deg"])
+                v["horizontal_min_deg"],
+                v["vertical_max_deg"],
+            )
         if v["target_max"] < v["target_min"]:
             return "target_max (%r) is below target_min (%r)" % (v["target_max"], v["target_min"])
         return None

@@ -3,6 +3,7 @@
 Index 0 is `unassigned`; 1..6 are the default zones in treatment order.
 Session arrays are sized for MAX_ZONES so a trace may bring extra zone ids.
 """
+
 from micropython import const
 
 UNASSIGNED = const(0)

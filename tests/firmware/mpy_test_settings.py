@@ -1,4 +1,5 @@
 """Settings under the real MicroPython interpreter."""
+
 import os
 
 from mpytest import raises

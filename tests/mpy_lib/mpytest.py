@@ -1,4 +1,5 @@
 """Small helpers for tests that run inside MicroPython."""
+
 import gc
 
 import micropython
