@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MICROPYPATH = [
     ROOT / "firmware",
     ROOT / "protocol",
+    ROOT / "host" / "dermaroll" / "board" / "device",
     ROOT / "host" / "dermaroll" / "mpy",
     ROOT / "tests" / "mpy_lib",
 ]
