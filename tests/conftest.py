@@ -17,9 +17,20 @@ import pytest
 from tests import micropython_harness as harness
 
 
+def _is_micropython_test(path: Path) -> bool:
+    return path.suffix == ".py" and path.name.startswith("mpy_test_")
+
+
 def pytest_collect_file(parent, file_path: Path):
-    if file_path.suffix == ".py" and file_path.name.startswith("mpy_test_"):
+    # A file named on the command line is collected through the hook below.
+    if _is_micropython_test(file_path) and not parent.session.isinitpath(file_path):
         return MicroPythonFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent):
+    if _is_micropython_test(module_path):
+        return MicroPythonFile.from_parent(parent, path=module_path)
     return None
 
 

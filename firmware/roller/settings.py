@@ -136,12 +136,23 @@ class Settings:
 
     def set(self, key, value):
         """Check and store one setting; raises ValueError and keeps the old value if bad."""
-        value = check(key, value)
-        old = self.values[key]
-        self.values[key] = value
+        self.update({key: value})
+
+    def update(self, changes):
+        """Check and store several settings at once: all of them, or none and a ValueError.
+
+        Limits that depend on each other (vertical/horizontal angles, targets)
+        are checked after all the changes, so their order does not matter.
+        """
+        new = {}
+        for key in changes:
+            new[key] = check(key, changes[key])
+        old = self.values
+        self.values = dict(old)
+        self.values.update(new)
         problem = self._cross_problem()
         if problem:
-            self.values[key] = old
+            self.values = old
             raise ValueError(problem)
 
     def _cross_problem(self):

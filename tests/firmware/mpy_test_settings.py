@@ -3,6 +3,7 @@
 import os
 
 from mpytest import raises
+
 from roller import settings
 
 TMP = "/tmp/dermaroll_mpy_test_settings.json"
@@ -54,3 +55,11 @@ def test_mount_parsing():
     raises(ValueError, settings.parse_mount, "x,x,z")
     raises(ValueError, settings.parse_mount, "x,y")
     raises(ValueError, settings.parse_mount, "x,q,z")
+
+
+def test_update_is_atomic_and_order_free():
+    s = settings.Settings()
+    s.update({"horizontal_min_deg": 20.0, "vertical_max_deg": 10.0})
+    assert s["vertical_max_deg"] == 10.0 and s["horizontal_min_deg"] == 20.0
+    raises(ValueError, s.update, {"pause_ms": 500, "min_pass_mm": -1})
+    assert s["pause_ms"] == 400  # nothing of a rejected update is kept

@@ -5,12 +5,15 @@ import gc
 import micropython
 
 
-def no_alloc(func, *args):
-    """Call func(*args) with the heap locked; a MemoryError means it allocated."""
+def no_alloc(func, arg=None):
+    """Call func() (or func(arg)) with the heap locked; a MemoryError means it allocated.
+
+    No *args here: a star-call allocates in MicroPython even when empty.
+    """
     gc.collect()
     micropython.heap_lock()
     try:
-        result = func(*args)
+        result = func() if arg is None else func(arg)
     finally:
         micropython.heap_unlock()
     return result

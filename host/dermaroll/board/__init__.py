@@ -1,1 +1,1 @@
-"""The virtual board: the unmodified firmware on MicroPython's unix port with simulated peripherals."""
+"""The virtual board: the unmodified firmware on the MicroPython unix port, simulated."""
