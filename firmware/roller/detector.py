@@ -14,6 +14,7 @@ unix port) and CPython (host replay).
 Sign conventions: a stroke's direction `s` is +1 or -1 as the encoder count
 rises or falls; "travel" is always (count - start) * s >= 0.
 """
+
 import math
 
 from micropython import const
@@ -79,14 +80,16 @@ class Detector:
         self.zone_start = 0
         self.far = 0  # furthest count of the open stroke
         self.t_far = 0  # time it was first reached
-        self.zone_far = 0
+        self.t_left = 0  # time of the last sample still at it (within jitter)
+        self.zone_left = 0
         self.have_g = False
         self.t_g = 0
         self.gx = 0
         self.gy = 0
         self.gz = 0
-        # Gravity sums over the open stroke's IMU samples, and their value
-        # when the furthest point was reached: the pass is (start, far].
+        # Gravity sums over the open stroke's IMU samples; their value when
+        # the furthest point was reached (the pass's samples end there), and
+        # at the last sample still at it (the next stroke's samples start).
         self.n = 0
         self.sx = 0
         self.sy = 0
@@ -95,6 +98,10 @@ class Detector:
         self.fx = 0
         self.fy = 0
         self.fz = 0
+        self.ln = 0
+        self.lx = 0
+        self.ly = 0
+        self.lz = 0
 
     def accel(self, t, ax, ay, az):
         """One accelerometer sample (milli-g, roller frame) at time t (ms)."""
@@ -129,15 +136,22 @@ class Detector:
         self.fx >>= 1
         self.fy >>= 1
         self.fz >>= 1
+        self.ln >>= 1
+        self.lx >>= 1
+        self.ly >>= 1
+        self.lz >>= 1
 
     def enc(self, t, count, zone):
         """One encoder sample: cumulative count at time t (ms), with the current zone index."""
         s = self.dir
         if s:
-            if (count - self.far) * s > 0:
+            back = (self.far - count) * s
+            if back < 0:
                 self._new_far(t, count, zone)
                 return
-            if (self.far - count) * s >= self.reverse:
+            if back <= self.jitter:
+                self._at_far(t, zone)
+            elif back >= self.reverse:
                 # The next stroke starts at the furthest point and already runs the other way.
                 self._close()
                 self.dir = -s
@@ -163,13 +177,31 @@ class Detector:
         self._new_far(t, count, zone)
 
     def _new_far(self, t, count, zone):
+        # Runs on most ticks of a stroke: _at_far's work is inlined, a call costs more.
         self.far = count
         self.t_far = t
-        self.zone_far = zone
-        self.fn = self.n
-        self.fx = self.sx
-        self.fy = self.sy
-        self.fz = self.sz
+        self.t_left = t
+        self.zone_left = zone
+        n = self.n
+        x = self.sx
+        y = self.sy
+        z = self.sz
+        self.fn = n
+        self.fx = x
+        self.fy = y
+        self.fz = z
+        self.ln = n
+        self.lx = x
+        self.ly = y
+        self.lz = z
+
+    def _at_far(self, t, zone):
+        self.t_left = t
+        self.zone_left = zone
+        self.ln = self.n
+        self.lx = self.sx
+        self.ly = self.sy
+        self.lz = self.sz
 
     def _close(self):
         """End the open stroke at its furthest point; report it if it is a pass."""
@@ -178,16 +210,16 @@ class Detector:
         if travel >= self.min_pass:
             length = (travel * (10 * _CPM_SCALE) + (self.cpm_e4 >> 1)) // self.cpm_e4
             self.sink.on_pass(self.zone_start, self._direction(), self.t_start, self.t_far, length)
-        # Rest at the furthest point; later samples and the IMU samples after
-        # that point belong to whatever comes next.
+        # Whatever comes next starts from the furthest point, at the last
+        # sample still there, with the IMU samples after that one.
         self.dir = 0
         self.start = self.far
-        self.t_start = self.t_far
-        self.zone_start = self.zone_far
-        self.n -= self.fn
-        self.sx -= self.fx
-        self.sy -= self.fy
-        self.sz -= self.fz
+        self.t_start = self.t_left
+        self.zone_start = self.zone_left
+        self.n -= self.ln
+        self.sx -= self.lx
+        self.sy -= self.ly
+        self.sz -= self.lz
 
     def _direction(self):
         """Classify the stroke by the axle's elevation: asin(|g_x| / |g|) of mean gravity."""

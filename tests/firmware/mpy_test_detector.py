@@ -3,6 +3,7 @@
 Runs inside MicroPython (as mpy_test_*) and again under CPython
 (tests/firmware/test_core_on_cpython.py), from this one file.
 """
+
 import math
 
 from mpytest import no_alloc
@@ -103,6 +104,20 @@ def test_pause_ends_stroke_at_time_furthest_point_was_reached():
     assert p[0][2] == 490, p  # the last sample still at the resting point
     # The next stroke starts from the furthest point, at its last sample there.
     assert p[1][2] == t_rest and p[1][4] == 250, (p, t_rest)
+
+
+def test_stroke_after_lingering_turn_starts_at_last_sample_there():
+    r = Run()
+    r.hold(500)
+    r.move(30, 600)
+    t_far = r.t - 10
+    r.hold(190)  # lingers at the turn, shorter than pause_ms
+    r.zone = 4  # the zone changed while lingering: the next pass is the new zone's
+    r.hold(10)
+    t_left = r.t - 10
+    r.move(-30, 600)
+    p = r.passes()
+    assert [(x[0], x[2], x[3]) for x in p] == [(1, 490, t_far), (4, t_left, r.t - 10)], p
 
 
 def test_pause_shorter_than_pause_ms_keeps_one_stroke():
