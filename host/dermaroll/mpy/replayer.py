@@ -9,6 +9,7 @@ write the same text lines:
     Z zone vertical horizontal diagonal verdict_v verdict_h order
     E samples
 """
+
 from array import array
 
 from roller.detector import DIAGONAL, HORIZONTAL, VERTICAL, Detector

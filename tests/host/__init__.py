@@ -1,0 +1,1 @@
+"""Host library and CLI tests (CPython)."""
