@@ -23,6 +23,7 @@ pytest: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check --quiet .
 
 ## typecheck: the firmware against the ESP32 MicroPython stubs
 typecheck: $(STAMP)

@@ -4,6 +4,7 @@ A `Session` is the detector's sink. It numbers each pass, counts it, keeps
 the `order` remark of DESIGN.md section 5 and queues the pass for whoever
 reports it (console, log, BLE), all in preallocated arrays.
 """
+
 from array import array
 
 from micropython import const

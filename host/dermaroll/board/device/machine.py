@@ -1,0 +1,428 @@
+"""Simulated ESP32 peripherals for the virtual board: `Pin`, `I2C` and `Encoder`.
+
+This file shadows the unix port's built-in `machine` when its folder is on
+MICROPYPATH, so the firmware's drivers run unmodified. The classes follow the
+ESP32 port of MicroPython 1.28 where the firmware can tell the difference:
+
+- `Pin` objects are per-GPIO singletons; input levels come from the outside
+  world (`vboard.drive`) or the pull resistor; `irq()` handlers are *soft*:
+  an edge queues the handler in an 8-entry schedule queue and, when the queue
+  is full, the edge is dropped (counted in `board.dropped_irqs`). By default
+  the queue runs right after each edge; `vboard.defer_irqs(True)` holds it
+  until `vboard.run_irqs()`, which is how a late handler sees several edges
+  at once. `hard=True` is refused as on the ESP32.
+- `I2C` routes transactions to register models attached to the bus; an
+  address with no (or an unplugged) device raises OSError(ENODEV) as the
+  ESP32 port does for a NACK. Each bus counts transactions and bytes so tests
+  can check that drivers read in bursts.
+- `Encoder` is the pulse counter (PCNT) as configured by the ESP32 port's
+  machine.py: channel rules per edge of the A/B pins (`phases` 1, 2 or 4),
+  the filter rounded to APB ticks and capped at 1023, `value([v])` read and
+  set. The drum drives the pins (`vboard.set_drum`), so a miswired or
+  swapped pin counts wrong exactly as on hardware.
+
+The world's state (pins, buses, encoders, the IRQ queue) is `board`; only
+`vboard` and tests reach into it. Nothing here allocates on the paths a
+running firmware uses (pin edges, IRQ delivery, register reads and writes),
+so firmware loops can be checked under `micropython.heap_lock()`.
+"""
+
+import errno
+
+# Soft IRQs on the ESP32 go through MicroPython's schedule queue (8 entries).
+SCHEDULE_DEPTH = 8
+# PCNT channel actions, as esp32.PCNT names them.
+_INCREMENT = 1
+_DECREMENT = -1
+_HOLD = 0
+_REVERSE = 2
+# GPIO numbers an ESP32-S3 has (the classic ESP32 stops at 39).
+_MAX_GPIO = 48
+
+
+class _Board:
+    """Everything the simulated chip is connected to."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        """A fresh board: no pins configured, empty buses, no encoders, empty IRQ queue."""
+        self.pins = {}
+        self.buses = {}
+        self.encoders = {}
+        self.defer = False
+        self.dropped_irqs = 0
+        self.handled_irqs = 0
+        self._qf = [None] * SCHEDULE_DEPTH
+        self._qa = [None] * SCHEDULE_DEPTH
+        self._qh = 0
+        self._qn = 0
+
+    def pin(self, gpio):
+        """The singleton Pin for a GPIO number (created unconfigured if new)."""
+        p = self.pins.get(gpio)
+        if p is None:
+            if not isinstance(gpio, int) or not 0 <= gpio <= _MAX_GPIO:
+                raise ValueError("invalid pin")
+            p = object.__new__(Pin)
+            p._create(gpio)
+            self.pins[gpio] = p
+        return p
+
+    def bus(self, bus_id):
+        b = self.buses.get(bus_id)
+        if b is None:
+            b = _Bus(bus_id)
+            self.buses[bus_id] = b
+        return b
+
+    def schedule(self, handler, arg):
+        """Queue a soft IRQ handler like mp_sched_schedule; False (and counted) when full."""
+        if self._qn == SCHEDULE_DEPTH:
+            self.dropped_irqs += 1
+            return False
+        i = (self._qh + self._qn) % SCHEDULE_DEPTH
+        self._qf[i] = handler
+        self._qa[i] = arg
+        self._qn += 1
+        if not self.defer:
+            self.run_scheduled()
+        return True
+
+    def run_scheduled(self):
+        """Run the queued handlers in order (what the VM does between bytecodes)."""
+        while self._qn:
+            i = self._qh
+            handler = self._qf[i]
+            arg = self._qa[i]
+            self._qf[i] = None
+            self._qa[i] = None
+            self._qh = (i + 1) % SCHEDULE_DEPTH
+            self._qn -= 1
+            self.handled_irqs += 1
+            handler(arg)
+
+    @property
+    def pending_irqs(self):
+        return self._qn
+
+
+board = _Board()
+
+
+def idle():
+    """Nothing to wait for on the simulated board."""
+
+
+class _PinIRQ:
+    """What Pin.irq() returns."""
+
+    def __init__(self, pin):
+        self._pin = pin
+
+    def trigger(self):
+        return self._pin._trigger
+
+    def flags(self):
+        return self._pin._flags
+
+
+class Pin:
+    """A GPIO; Pin(n) returns the same object for the same n, as on the ESP32."""
+
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_DOWN = 1
+    PULL_UP = 2
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+    DRIVE_0 = 0
+    DRIVE_1 = 1
+    DRIVE_2 = 2
+    DRIVE_3 = 3
+
+    def __new__(cls, id, *args, **kwargs):
+        return board.pin(id)
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self.init(mode, pull, value=value, drive=drive, hold=hold)
+
+    def _create(self, gpio):
+        self.id = gpio
+        self._mode = Pin.IN
+        self._pull = None
+        self._out = 0
+        self._ext = -1  # level driven from outside, -1 while nothing drives it
+        self._level = 0
+        self._handler = None
+        self._trigger = 0
+        self._flags = 0
+        self._irq = _PinIRQ(self)
+        self._watchers = []  # PCNT channels that count this pin's edges
+        self._update()
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        """Reconfigure; arguments left out keep their current setting (drive/hold are accepted)."""
+        if value is not None:
+            self._out = 1 if value else 0
+        if mode != -1:
+            if mode not in (Pin.IN, Pin.OUT, Pin.OPEN_DRAIN):
+                raise ValueError("invalid pin mode")
+            self._mode = mode
+        if pull != -1:
+            if pull not in (None, Pin.PULL_UP, Pin.PULL_DOWN):
+                raise ValueError("invalid pull")
+            self._pull = pull
+        self._update()
+
+    def value(self, x=None):
+        """Read the pin level, or set the output latch."""
+        if x is None:
+            return self._level
+        self._out = 1 if x else 0
+        self._update()
+        return None
+
+    def __call__(self, x=None):
+        return self.value(x)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def mode(self, mode=-1):
+        if mode == -1:
+            return self._mode
+        self.init(mode)
+        return None
+
+    def pull(self, pull=-1):
+        if pull == -1:
+            return self._pull
+        self.init(-1, pull)
+        return None
+
+    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
+        """Set a soft edge handler (IRQ_RISING and/or IRQ_FALLING); hard IRQs are refused."""
+        if hard:
+            raise ValueError("hard IRQ not supported on ESP32 pins")
+        self._handler = handler
+        self._trigger = trigger if handler is not None else 0
+        return self._irq
+
+    def __repr__(self):
+        return "Pin(%d)" % self.id
+
+    # --- the simulation side (vboard) ---
+
+    def _drive(self, level):
+        """Drive the pad from outside: 0, 1, or -1 to let it float."""
+        self._ext = level
+        self._update()
+
+    def _update(self):
+        mode = self._mode
+        ext = self._ext
+        if mode == Pin.OUT or (mode == Pin.OPEN_DRAIN and self._out == 0):
+            level = self._out
+        elif ext >= 0:
+            level = ext
+        else:
+            level = 1 if self._pull == Pin.PULL_UP else 0
+        old = self._level
+        if level == old:
+            return
+        self._level = level
+        rising = level == 1
+        for ch in self._watchers:
+            ch.edge(rising)
+        edge = Pin.IRQ_RISING if rising else Pin.IRQ_FALLING
+        if self._trigger & edge:
+            self._flags = edge
+            board.schedule(self._handler, self)
+
+
+class _Bus:
+    """One I2C bus: devices by 7-bit address, some of them unplugged."""
+
+    def __init__(self, bus_id):
+        self.id = bus_id
+        self.devices = {}
+        self.unplugged = set()
+        self.freq = 0
+        self.scl = None
+        self.sda = None
+        self.transactions = 0
+        self.bytes = 0
+
+    def device(self, addr):
+        dev = self.devices.get(addr)
+        if dev is None or addr in self.unplugged:
+            raise OSError(errno.ENODEV)
+        return dev
+
+
+def _pin_id(p):
+    if p is None or isinstance(p, int):
+        return p
+    return p.id
+
+
+class I2C:
+    """Hardware I2C controller 0 or 1, connected to the simulated bus of that id."""
+
+    def __init__(self, id=0, *, scl=None, sda=None, freq=400000, timeout=50000):
+        if id not in (0, 1):
+            raise ValueError("I2C(%r) doesn't exist" % (id,))
+        self.id = id
+        self._bus = board.bus(id)
+        self.init(scl=scl, sda=sda, freq=freq, timeout=timeout)
+
+    def init(self, *, scl=None, sda=None, freq=400000, timeout=50000):
+        bus = self._bus
+        bus.freq = freq
+        if scl is not None:
+            bus.scl = _pin_id(scl)
+        if sda is not None:
+            bus.sda = _pin_id(sda)
+        self.timeout = timeout
+
+    def deinit(self):
+        pass
+
+    def scan(self):
+        """Addresses that acknowledge, in ascending order."""
+        bus = self._bus
+        return sorted(a for a in bus.devices if a not in bus.unplugged)
+
+    def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        bus = self._bus
+        dev = bus.device(addr)
+        dev.read(memaddr, buf)
+        bus.transactions += 1
+        bus.bytes += len(buf) + 2
+
+    def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
+        buf = bytearray(nbytes)
+        self.readfrom_mem_into(addr, memaddr, buf, addrsize=addrsize)
+        return bytes(buf)
+
+    def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
+        bus = self._bus
+        dev = bus.device(addr)
+        dev.write(memaddr, buf)
+        bus.transactions += 1
+        bus.bytes += len(buf) + 2
+
+    def writeto(self, addr, buf, stop=True):
+        """Write; the first byte sets the device's register pointer, the rest are written."""
+        bus = self._bus
+        dev = bus.device(addr)
+        if len(buf):
+            dev.pointer = buf[0]
+            if len(buf) > 1:
+                dev.write(buf[0], memoryview(buf)[1:])
+        bus.transactions += 1
+        bus.bytes += len(buf) + 1
+        return 1 + len(buf)  # ACKs: address and every byte
+
+    def readfrom_into(self, addr, buf, stop=True):
+        """Read from the device's register pointer (set by a previous writeto)."""
+        bus = self._bus
+        dev = bus.device(addr)
+        dev.read(dev.pointer, buf)
+        bus.transactions += 1
+        bus.bytes += len(buf) + 1
+
+    def readfrom(self, addr, nbytes, stop=True):
+        buf = bytearray(nbytes)
+        self.readfrom_into(addr, buf, stop)
+        return bytes(buf)
+
+
+class _Channel:
+    """One PCNT channel: count edges of `pin`, direction gated by `mode_pin`."""
+
+    def __init__(self, unit, pin, falling, rising, mode_pin, mode_low):
+        self.unit = unit
+        self.pin = pin
+        self.falling = falling
+        self.rising = rising
+        self.mode_pin = mode_pin
+        self.mode_low = mode_low
+
+    def edge(self, rising):
+        step = self.rising if rising else self.falling
+        if not self.mode_pin._level:
+            if self.mode_low == _HOLD:
+                return
+            step = -step  # _REVERSE
+        self.unit._count += step
+
+
+class Encoder:
+    """Quadrature counter on a PCNT unit, as the ESP32 port builds it (singleton per id)."""
+
+    def __new__(cls, id, *args, **kwargs):
+        enc = board.encoders.get(id)
+        if enc is None:
+            if not isinstance(id, int) or not 0 <= id <= 7:
+                raise ValueError("PCNT unit %r doesn't exist" % (id,))
+            enc = object.__new__(cls)
+            enc._channels = []
+            enc._configured = False
+            board.encoders[id] = enc
+        return enc
+
+    def __init__(self, id, *args, filter_ns=0, **kwargs):
+        self.id = id
+        if self._configured and not (args or kwargs):
+            return  # Encoder(id) returns the running counter untouched
+        self._configure(*args, **kwargs)
+        self.filter_ticks = min(max(0, filter_ns * 80 // 1000), 1023)
+        self.filter_ns = self.filter_ticks * 1000 // 80
+        self._count = 0
+        self._configured = True
+
+    def _configure(self, phase_a, phase_b, phases=1):
+        if phases not in (1, 2, 4):
+            raise ValueError("phases")
+        self._release()
+        a = board.pin(_pin_id(phase_a))
+        b = board.pin(_pin_id(phase_b))
+        mode_low = _HOLD if phases == 1 else _REVERSE
+        chans = [_Channel(self, a, _INCREMENT, _DECREMENT, b, mode_low)]
+        if phases == 4:
+            chans.append(_Channel(self, b, _DECREMENT, _INCREMENT, a, _REVERSE))
+        for ch in chans:
+            ch.pin._watchers.append(ch)
+        self._channels = chans
+        self._phases = phases
+
+    def _release(self):
+        for ch in self._channels:
+            ch.pin._watchers.remove(ch)
+        self._channels = []
+
+    def init(self, *args, **kwargs):
+        self.__init__(self.id, *args, **kwargs)
+
+    def value(self, value=None):
+        """The count; with an argument, also set it (returns the count before)."""
+        if not self._configured:
+            raise RuntimeError("not initialised")
+        result = self._count
+        if value is not None:
+            self._count = value
+        return result
+
+    def phases(self):
+        return self._phases
+
+    def deinit(self):
+        self._release()
+        self._configured = False
