@@ -17,6 +17,7 @@ rises or falls; "travel" is always (count - start) * s >= 0.
 
 import math
 
+import micropython
 from micropython import const
 
 VERTICAL = const(0)
@@ -103,6 +104,7 @@ class Detector:
         self.ly = 0
         self.lz = 0
 
+    @micropython.native
     def accel(self, t, ax, ay, az):
         """One accelerometer sample (milli-g, roller frame) at time t (ms)."""
         if self.have_g:
@@ -141,6 +143,7 @@ class Detector:
         self.ly >>= 1
         self.lz >>= 1
 
+    @micropython.native
     def enc(self, t, count, zone):
         """One encoder sample: cumulative count at time t (ms), with the current zone index."""
         s = self.dir
@@ -176,6 +179,7 @@ class Detector:
         self.dir = 1 if d > 0 else -1
         self._new_far(t, count, zone)
 
+    @micropython.native
     def _new_far(self, t, count, zone):
         # Runs on most ticks of a stroke: _at_far's work is inlined, a call costs more.
         self.far = count
@@ -203,6 +207,7 @@ class Detector:
         self.ly = self.sy
         self.lz = self.sz
 
+    @micropython.native
     def _close(self):
         """End the open stroke at its furthest point; report it if it is a pass."""
         s = self.dir
@@ -221,6 +226,7 @@ class Detector:
         self.sy -= self.ly
         self.sz -= self.lz
 
+    @micropython.native
     def _direction(self):
         """Classify the stroke by the axle's elevation: asin(|g_x| / |g|) of mean gravity."""
         n = self.fn

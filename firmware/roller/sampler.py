@@ -33,6 +33,7 @@ import time
 from array import array
 from time import ticks_diff
 
+import micropython
 from micropython import const
 
 # Retry a failed IMU this often (set-up blocks ~100 ms on an MPU).
@@ -87,6 +88,7 @@ class Sampler:
                 self.imu_errors += 1
                 self._imu_ok = False
 
+    @micropython.native
     def tick(self, now):
         """Do what is due at now (a time.ticks_ms() value); returns ms until the next due time."""
         t = self.t + ticks_diff(now, self._last)
@@ -130,6 +132,7 @@ class Sampler:
         self.missed += lag // p
         return t + p
 
+    @micropython.native
     def _drain(self, t):
         """Read the IMU FIFO and feed the detector its samples merged with the buffered ticks."""
         enc = self._enc

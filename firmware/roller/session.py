@@ -7,6 +7,7 @@ reports it (console, log, BLE), all in preallocated arrays.
 
 from array import array
 
+import micropython
 from micropython import const
 
 from roller import zones
@@ -40,6 +41,7 @@ class Session:
         self.pending = 0
         self.dropped = 0  # passes that fell off a full queue: reported, never hidden
 
+    @micropython.native
     def on_pass(self, zone, direction, t_start, t_end, length):
         """Count one pass from the detector and queue it."""
         counts = self.counts

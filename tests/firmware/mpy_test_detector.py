@@ -6,7 +6,7 @@ Runs inside MicroPython (as mpy_test_*) and again under CPython
 
 import math
 
-from mpytest import no_alloc
+from mpytest import heap_used, no_alloc
 
 from roller.detector import DIAGONAL, HORIZONTAL, VERTICAL, Detector
 from roller.settings import Settings
@@ -232,3 +232,6 @@ def test_detector_allocates_nothing_per_sample():
 
     no_alloc(run)
     assert sink.n == 60, sink.n
+    det.reset()
+    assert heap_used(run) == 0  # no call frame from the heap either (native methods)
+    assert sink.n == 120, sink.n

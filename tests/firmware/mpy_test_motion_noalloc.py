@@ -1,17 +1,23 @@
 """The whole motion path is allocation-free: sampler tick, FIFO drain, decode, detector, session.
 
-Each test plays a scripted session on the virtual board (3 zones, 10 vertical
+The locked tests play a scripted session on the virtual board (3 zones, 10 vertical
 and 10 horizontal strokes each) with the heap locked for the entire run:
 every encoder tick, every burst read and decode, every detector update and
 every pass counted and popped from the session queue happens under
 `micropython.heap_lock()`, so any allocation raises MemoryError and fails.
 Each run is > 10,000 encoder ticks plus > 5,000 IMU samples; then the passes
 are checked (all 60 counted, in the right zone and direction, in time order).
+
+A locked heap hides one kind of allocation: a bytecode call whose frame is
+over 11 words takes it from the heap, falling back to the C stack only while
+the heap is locked. `test_*_no_heap_frames` therefore also watch every
+firmware tick with the heap open (mpytest.heap_used); the simulated chips'
+own Python, which is hardware on a real board, is left out of that count.
 """
 
 from array import array
 
-from mpytest import no_alloc
+from mpytest import HeapWatch, no_alloc
 from simworld import World, strokes_plan
 
 from roller.detector import HORIZONTAL, VERTICAL
@@ -97,3 +103,55 @@ def test_lsm6ds3_pcnt_locked():
 
 def test_mpu6500_irq_decoder_locked():
     _check(*_run_locked("mpu6500", False, "y,z,x"))
+
+
+class WatchedWorld(World):
+    """A World whose every firmware tick runs under a HeapWatch."""
+
+    def tick(self, now):
+        if self.ms <= 1:
+            self.sampler.tick(now)  # the constructor's first tick, before the watch exists
+            self.watch = None
+            return
+        if self.watch is None:
+            self.watch = HeapWatch()
+            self._tick = self.sampler.tick
+        self.watch.call(self._tick, now)
+
+
+def _watched(kind, pcnt):
+    # Every firmware code path (tick, drain, decode, turn, pause, pass), in a
+    # shorter session than the locked runs: each watched tick costs a heap scan.
+    w = WatchedWorld(kind, pcnt=pcnt)
+    log = PassLog()
+    w.run(strokes_plan((1,), 3, COUNTS), log)
+    assert w.watch.used() == 0, w.watch.used()
+    w.det.flush()
+    log(w)
+    assert w.session.count(1, VERTICAL) == 3 and w.session.count(1, HORIZONTAL) == 3, log.passes()
+    assert w.sampler.stats()["imu_samples"] > 300
+
+
+def test_mpu6050_pcnt_no_heap_frames():
+    _watched("mpu6050", True)
+
+
+def test_lsm6dso_irq_decoder_no_heap_frames():
+    _watched("lsm6dso", False)
+
+
+def test_the_watch_sees_a_heap_frame_in_a_tick():
+    # The same run with the pre-fix sampler shape: a tick that calls a
+    # bytecode function with a wide frame must be caught.
+    def wide(a, b, c, d, e, f, g, h, i, j, k, m):
+        return a + b + c + d + e + f + g + h + i + j + k + m
+
+    class Widened(WatchedWorld):
+        def tick(self, now):
+            WatchedWorld.tick(self, now)
+            if self.watch is not None and self.ms == 700:
+                self.watch.call(lambda: wide(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12))
+
+    w = Widened("mpu6050")
+    w.hold(1000)
+    assert w.watch.used() > 0

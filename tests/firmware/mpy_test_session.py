@@ -1,7 +1,8 @@
 """Session counts, verdicts, the `order` remark and the pass queue (DESIGN.md section 5)."""
+
 from array import array
 
-from mpytest import no_alloc, raises
+from mpytest import heap_used, no_alloc, raises
 
 from roller import zones
 from roller.detector import DIAGONAL, HORIZONTAL, VERTICAL
@@ -94,3 +95,4 @@ def test_counting_and_popping_allocate_nothing():
 
     no_alloc(run)
     assert s.seq == 1000 and s.dropped > 0
+    assert heap_used(run) == 0 and s.seq == 2000

@@ -72,7 +72,11 @@ class World:
             self.imu_next += self.imu_period
         self.ms += 1
         self.now = time.ticks_add(self.now, 1)
-        self.sampler.tick(self.now)
+        self.tick(self.now)
+
+    def tick(self, now):
+        """The firmware's part of a millisecond (a subclass may watch it)."""
+        self.sampler.tick(now)
 
     def hold(self, ms):
         for _ in range(ms):

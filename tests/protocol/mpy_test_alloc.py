@@ -1,40 +1,21 @@
 """The device-side codec allocates nothing: proved inside MicroPython two ways.
 
 1. With the heap locked (mpytest.no_alloc): any allocation raises MemoryError.
-2. With the heap open and a collection forced before any allocation
-   (gc.threshold(0)) while unreachable garbage waits: if the call allocates
-   at all, the collection frees the garbage and gc.mem_alloc() drops. This
-   also catches what a locked heap hides: a bytecode function whose
-   arguments and stack exceed 11 words gets its frame from the heap at every
-   call, and only falls back to the C stack when the heap is locked.
+2. With the heap open, watched by mpytest.HeapWatch: a collection is forced
+   before any allocation while unreachable garbage waits, so any allocation
+   at all shows. This also catches what a locked heap hides: a bytecode
+   function whose arguments and stack exceed 11 words gets its frame from
+   the heap at every call, and only falls back to the C stack when the heap
+   is locked.
 
 Values stay below 2**30, as on an ESP32 where bigger ints are heap objects.
 """
 
-import gc
-
-from mpytest import no_alloc
+from mpytest import HeapWatch, no_alloc
 
 import dermaroll_protocol as dp
 
-_mark = [0]
-
-
-def _garbage():
-    junk = bytearray(4096)
-    return len(junk)
-
-
-def _start():
-    gc.collect()
-    _garbage()
-    _mark[0] = gc.mem_alloc()
-    gc.threshold(0)  # every allocation from here first runs a collection
-
-
-def _used():
-    gc.threshold(-1)
-    return _mark[0] - gc.mem_alloc()  # > 0: a collection ran, so something allocated
+_watch = HeapWatch()
 
 
 def _wide_bytecode(a, b, c, d, e, f, g, h, i, j):
@@ -42,14 +23,14 @@ def _wide_bytecode(a, b, c, d, e, f, g, h, i, j):
 
 
 def test_the_detector_sees_allocations_and_heap_frames():
-    _start()
+    _watch.start()
     x = [1, 2]
-    list_used = _used()
-    _start()
+    list_used = _watch.stop()
+    _watch.start()
     _wide_bytecode(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
-    frame_used = _used()
-    _start()
-    nothing = _used()
+    frame_used = _watch.stop()
+    _watch.start()
+    nothing = _watch.stop()
     assert list_used > 0 and frame_used > 0 and nothing == 0, (list_used, frame_used, nothing)
     assert x
 
@@ -60,51 +41,51 @@ def test_message_encoders_never_touch_the_heap():
     text = b"x,-z,y"
     used = [0] * 15
     sizes = [0] * 15
-    _start()
+    _watch.start()
     sizes[0] = dp.encode_pass_record(buf, 0, 123456, 7, 987654, 3, 2, 1, 70000, 450, 1)
-    used[0] = _used()
-    _start()
+    used[0] = _watch.stop()
+    _watch.start()
     sizes[1] = dp.encode_zone_counts(buf, 0, 3, 2, 1, 5, 4, 70000)
-    used[1] = _used()
-    _start()
+    used[1] = _watch.stop()
+    _watch.start()
     sizes[2] = dp.encode_status(buf, 0, 2, 3, 87, 4, 41, 1234, 7, 3)
-    used[2] = _used()
-    _start()
+    used[2] = _watch.stop()
+    _watch.start()
     sizes[3] = dp.encode_raw_header(buf, 0, 100000, 3, 16)
-    used[3] = _used()
-    _start()
+    used[3] = _watch.stop()
+    _watch.start()
     sizes[4] = dp.encode_raw_sample(buf, 5, 5, -70000, -40000, 12, 998, -1234567, 149, 40000000)
-    used[4] = _used()
-    _start()
+    used[4] = _watch.stop()
+    _watch.start()
     sizes[5] = dp.encode_adv(buf, 0, 2, 3, 70000, 90, 300)
-    used[5] = _used()
-    _start()
+    used[5] = _watch.stop()
+    _watch.start()
     sizes[6] = dp.encode_scan_response(buf, 0, mac)
-    used[6] = _used()
-    _start()
+    used[6] = _watch.stop()
+    _watch.start()
     sizes[7] = dp.encode_response(buf, 0, dp.OP_ABORT, 9, dp.SUCCESS)
-    used[7] = _used()
-    _start()
+    used[7] = _watch.stop()
+    _watch.start()
     sizes[8] = dp.encode_response_u8(buf, 0, dp.OP_SET_ZONE, 9, dp.SUCCESS, 3)
-    used[8] = _used()
-    _start()
+    used[8] = _watch.stop()
+    _watch.start()
     sizes[9] = dp.encode_response_u16(buf, 0, dp.OP_START_SESSION, 9, dp.SUCCESS, 8)
-    used[9] = _used()
-    _start()
+    used[9] = _watch.stop()
+    _watch.start()
     sizes[10] = dp.encode_response_u32(buf, 0, dp.OP_REPORT_RECORDS, 9, dp.SUCCESS, 1194)
-    used[10] = _used()
-    _start()
+    used[10] = _watch.stop()
+    _watch.start()
     sizes[11] = dp.encode_response_time(buf, 0, dp.OP_GET_TIME, 9, dp.SUCCESS, 3, 5000, 0, 0)
-    used[11] = _used()
-    _start()
+    used[11] = _watch.stop()
+    _watch.start()
     sizes[12] = dp.encode_response_setting(buf, 0, dp.OP_GET_SETTING, 9, dp.SUCCESS, 4, 1, 10000)
-    used[12] = _used()
-    _start()
+    used[12] = _watch.stop()
+    _watch.start()
     sizes[13] = dp.encode_response_setting_text(buf, 0, dp.OP_GET_SETTING, 9, dp.SUCCESS, 25, text)
-    used[13] = _used()
-    _start()
+    used[13] = _watch.stop()
+    _watch.start()
     sizes[14] = dp.encode_response_text(buf, 0, dp.OP_GET_INFO, 9, dp.SUCCESS, 3, text)
-    used[14] = _used()
+    used[14] = _watch.stop()
     assert used == [0] * 15, used
     assert sizes == [19, 10, 19, 5, 15, 31, 16, 3, 4, 5, 7, 15, 9, 12, 11], sizes
 
@@ -125,34 +106,34 @@ def test_framing_and_request_parsing_never_touch_the_heap():
     n_escaped = len(escaped)
     device_reader = dp.Deframer(dp.MAX_FRAME, True)
     used = [0] * 5
-    _start()
+    _watch.start()
     n = dp.encode_frame(dst, 0, dp.ZONE_COUNTS, body, len(body))
-    used[0] = _used()
+    used[0] = _watch.stop()
     assert dst[:n] == wire[:n]
-    _start()
+    _watch.start()
     crc = dp.crc16(wire, 0, n_wire, dp.CRC_INIT)
-    used[1] = _used()
-    _start()
+    used[1] = _watch.stop()
+    _watch.start()
     i = 0
     got = 0
     while i < n_wire:
         if deframer.push(wire[i]) > 0:
             got += 1
         i += 1
-    used[2] = _used()
-    _start()
+    used[2] = _watch.stop()
+    _watch.start()
     i = 0
     while i < n_requests:
         dp.parse_request(requests[i], out)
         i += 1
-    used[3] = _used()
-    _start()
+    used[3] = _watch.stop()
+    _watch.start()
     i = 0
     while i < n_escaped:
         if device_reader.push(escaped[i]) > 0:
             got += 1
         i += 1
-    used[4] = _used()
+    used[4] = _watch.stop()
     assert used == [0] * 5, used
     assert got == 3 and deframer.dropped == 1 and device_reader.dropped == 1
     half = n_wire // 2  # the CRC continues across calls: same result in two pieces
