@@ -53,7 +53,13 @@ def _sin2_q10(deg):
 
 
 class Detector:
-    """Streaming stroke and pass detector with direction from gravity."""
+    """Streaming stroke and pass detector with direction from gravity.
+
+    The per-sample methods are @micropython.native: as bytecode their frames
+    exceed 11 words, which MicroPython takes from the heap at every call
+    (a locked heap hides this by falling back to the C stack); native frames
+    live on the C stack, and run faster too (bench/motion).
+    """
 
     def __init__(self, settings, sink):
         self.sink = sink

@@ -88,6 +88,8 @@ class Sampler:
                 self.imu_errors += 1
                 self._imu_ok = False
 
+    # Native: as bytecode, tick's and _drain's frames are over 11 words and
+    # MicroPython would take them from the heap at every call.
     @micropython.native
     def tick(self, now):
         """Do what is due at now (a time.ticks_ms() value); returns ms until the next due time."""

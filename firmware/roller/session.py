@@ -41,7 +41,7 @@ class Session:
         self.pending = 0
         self.dropped = 0  # passes that fell off a full queue: reported, never hidden
 
-    @micropython.native
+    @micropython.native  # a bytecode frame this wide would come from the heap
     def on_pass(self, zone, direction, t_start, t_end, length):
         """Count one pass from the detector and queue it."""
         counts = self.counts

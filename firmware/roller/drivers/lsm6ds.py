@@ -170,7 +170,7 @@ class Lsm6ds:
         # (Viper pointer parameters take any buffer; the stubs' ptr8/ptr32 types do not say so.)
         return decode(self.raw, n, self.conf, self.out)  # type: ignore[arg-type]
 
-    @micropython.native
+    @micropython.native  # a bytecode frame this wide would come from the heap
     def _decode_tagged(self, words):
         out = self.out
         part = self._part
