@@ -189,6 +189,7 @@ SETTINGS = (
     ("enc_filter_ns", SETTING_INT),
     ("imu_model", SETTING_TEXT),
     ("mount", SETTING_TEXT),
+    ("button", SETTING_INT),
 )
 
 INFO_MANUFACTURER = const(1)

@@ -39,6 +39,7 @@ NUMBERS = {
     "enc_a": (32, 0, 48),
     "enc_b": (33, 0, 48),
     "enc_filter_ns": (1000, 0, 12800),
+    "button": (0, 0, 48),  # the zone button, active low (GPIO0 is the dev boards' BOOT button)
 }
 
 # Text settings, key: (default, choices); choices None means a check of its own.
