@@ -8,7 +8,9 @@ nothing goes to stdout before the input has been fully validated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -101,15 +103,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="synthesize a session and replay it in MicroPython",
+        help="roll a scripted session on the virtual board and watch the passes arrive",
         description="Generate a short scripted session with the motion model (forehead "
-        "done by the book, nose rolled horizontally first, a few passes with no zone), "
-        "replay it through the firmware's detector in MicroPython and compare the "
-        "result with what the script did.",
+        "done by the book, nose rolled horizontally first, then a cheek), play it on the "
+        "virtual board running the firmware's own boot.py/main.py in MicroPython, show "
+        "each pass as the firmware prints it on its console, and compare the result with "
+        "what the script did. Without the MicroPython interpreter (or with --runtime "
+        "cpython) the trace is replayed through the detector instead, and it says so.",
     )
     p.add_argument("--seed", type=int, default=1, help="motion model seed (default 1)")
     p.add_argument("--save", metavar="TRACE", help="keep the generated trace in this file")
+    p.add_argument(
+        "--speed",
+        default="8",
+        metavar="N|max",
+        help="virtual board speed: N x real time, or max (default 8)",
+    )
     _add_runtime(p)
+
+    p = sub.add_parser(
+        "sim",
+        help="run a virtual board: console on a pty, BLE radio, scripted motion",
+        description="Start a virtual dermaroll board (docs/virtual-board.md): the firmware "
+        "from a flash directory runs in the MicroPython unix interpreter with simulated "
+        "ESP32 peripherals, its console on a pseudo-terminal (mpremote connect PTY), its "
+        "radio on a virtual BLE link. With --script the motion model rolls that session "
+        "on the drum and the IMU, and zone changes press the zone button. Ctrl-C stops "
+        "the board.",
+        epilog="Examples:\n  dermaroll sim --fs ./flash\n"
+        "  dermaroll sim --script session.json --speed max --port-link /tmp/roller\n"
+        "  dermaroll sim --script session.json --fault unplug@30000:5000 --fault cut@60000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--script", metavar="SESSION", help="motion script (JSON) to roll")
+    p.add_argument(
+        "--speed",
+        default="1",
+        metavar="N|max",
+        help="N x real time (N >= 1), or max: as fast as allowed, idle waits skipped (default 1)",
+    )
+    p.add_argument(
+        "--fs",
+        metavar="DIR",
+        help="flash directory (created with the firmware's files if missing or empty; "
+        "default: a temporary one)",
+    )
+    p.add_argument(
+        "--imu",
+        default="mpu6050",
+        choices=("mpu6050", "mpu6500", "lsm6ds3", "lsm6dso", "none"),
+        help="IMU chip on the I2C bus (default mpu6050)",
+    )
+    p.add_argument("--mount", default="x,y,z", help="how the IMU is mounted (default x,y,z)")
+    p.add_argument(
+        "--port-link", metavar="PATH", help="also make PATH a symlink to the console pty"
+    )
+    p.add_argument(
+        "--fault",
+        metavar="KIND@MS[:DUR]",
+        action="append",
+        default=[],
+        help="inject a fault at world time MS: cut@MS, unplug@MS[:DUR], noise@MS:DUR (repeatable)",
+    )
+    p.add_argument("--no-radio", action="store_true", help="no virtual BLE radio")
+    p.add_argument("--quiet", action="store_true", help="do not echo the console here")
     return ap
 
 
@@ -119,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         ap.print_help()
         return EXIT_USAGE
-    handler = {"replay": cmd_replay, "synth": cmd_synth, "demo": cmd_demo}[args.command]
+    handler = {"replay": cmd_replay, "synth": cmd_synth, "demo": cmd_demo, "sim": cmd_sim}[
+        args.command
+    ]
     try:
         return handler(args)
     except UsageError as e:
@@ -278,7 +337,268 @@ def cmd_synth(args: argparse.Namespace) -> int:
 # demo
 
 
+def _parse_speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise UsageError("--speed %s: want a number >= 1 or max" % text) from None
+    if not speed >= 1 or math.isinf(speed):
+        raise UsageError("--speed %s: want a number >= 1 or max" % text)
+    return speed
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from dermaroll.board import runner
+
+    speed = _parse_speed(args.speed)
+    if args.runtime != "cpython" and runner.find_micropython() is not None:
+        return _demo_on_board(args, speed)
+    if args.runtime != "cpython":
+        print(
+            "dermaroll demo: the MicroPython interpreter is missing, so the virtual board "
+            "cannot run; replaying the session through the detector instead",
+            file=sys.stderr,
+        )
+    return _demo_replay(args)
+
+
+def _demo_on_board(args: argparse.Namespace, speed: float | None) -> int:
+    import asyncio
+    import time
+
+    from dermaroll import motion
+    from dermaroll.board import runner
+    from dermaroll.scoring import Score
+    from dermaroll.trace import write_trace
+
+    script = runner.board_demo_script(args.seed)
+    rendered = motion.render(script, name="demo")
+    if args.save:
+        write_trace(args.save, rendered.trace)
+    out = sys.stdout
+    out.write(
+        "dermaroll demo: the motion model rolls a %.0f s session (seed %d) on the virtual "
+        "board at %s:\n"
+        "  forehead: 5 vertical strokes back and forth, 2 small adjustments, 4 horizontal "
+        "with lifts;\n  nose: 2 horizontal, then 4 vertical (horizontal first: the `order` "
+        "remark);\n  left cheek: 4 vertical, 2 diagonal.\n"
+        "The board runs the firmware's boot.py and main.py in MicroPython (unix port, "
+        "simulated ESP32 peripherals); zone changes are presses of its zone button.\n"
+        "Passes as they arrive on the board's console:\n\n"
+        % (
+            rendered.trace.duration_ms / 1000,
+            args.seed,
+            "max speed" if speed is None else "%gx real time" % speed,
+        )
+    )
+    out.flush()
+    t0 = time.monotonic()
+
+    def show(line: str) -> None:
+        if line.startswith(("PASS ", "ZONE ", "dermaroll fw")):
+            out.write("  [%5.1fs] %s\n" % (time.monotonic() - t0, line))
+            out.flush()
+
+    with tempfile.TemporaryDirectory(prefix="dermaroll-demo-") as flash:
+        runner.install_firmware(flash)
+        try:
+            board, real = asyncio.run(
+                runner.run_session(flash, script, speed=speed, on_line=show, timeout=600)
+            )
+        except runner.BoardError as e:
+            return _fail(EXIT_FAILURE, str(e))
+    passes = board.passes()
+    score = Score()
+    score.add(board.truth, passes)
+    summary = motion.summarize(passes)  # type: ignore[arg-type]
+    same = summary == rendered.summary()
+    out.write(
+        "\n%-14s %-16s %-16s %8s  %s\n" % ("zone", "vertical", "horizontal", "diagonal", "remarks")
+    )
+    for zone, z in summary.items():
+        out.write(
+            "%-14s %-16s %-16s %8d  %s\n"
+            % (
+                zone,
+                "%d  %s" % (z["vertical"], z["verdict"]["vertical"]),
+                "%d  %s" % (z["horizontal"], z["verdict"]["horizontal"]),
+                z["diagonal"],
+                "horizontal before vertical (order)" if z["remarks"] else "",
+            )
+        )
+    out.write("target: 4-5 passes per direction and zone, vertical first\n")
+    out.write(
+        "\n%.0f s of session in %.1f s (%.0fx real time).\n"
+        "script: %d passes, board: %d; F1 %.3f, direction accuracy %.3f; per-zone counts %s "
+        "the script's.\n"
+        % (
+            (board.script_end_ms - board.config.start_ms) / 1000,
+            real,
+            board.world_ms / 1000 / real if real else 0,
+            len(board.truth),
+            len(passes),
+            score.f1,
+            score.direction_accuracy,
+            "match" if same else "DIFFER from",
+        )
+    )
+    return EXIT_OK if same else EXIT_FAILURE
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dermaroll import motion
+    from dermaroll.board import runner
+
+    speed = _parse_speed(args.speed)
+    script = None
+    if args.script:
+        try:
+            script = motion.load_script(args.script)
+            motion.render(script, name=args.script)  # checked before anything starts
+        except motion.ScriptError as e:
+            text = str(e) if str(e).startswith(args.script) else "%s: %s" % (args.script, e)
+            raise UsageError(text) from None
+    faults = [_parse_fault(f) for f in args.fault]
+    if runner.find_micropython() is None:
+        return _fail(EXIT_FAILURE, runner.MICROPYTHON_MISSING)
+    try:
+        return asyncio.run(_sim(args, speed, script, faults))
+    except KeyboardInterrupt:
+        print("dermaroll sim: stopped", file=sys.stderr)
+        return EXIT_OK
+
+
+def _parse_fault(text: str) -> Any:
+    from dermaroll.board import runner
+
+    kind, at, when = text.partition("@")
+    t, _, dur = when.partition(":")
+    try:
+        t_ms = int(t)
+        dur_ms = int(dur) if dur else 0
+    except ValueError:
+        raise UsageError("--fault %s: want KIND@MS[:DUR] with whole milliseconds" % text) from None
+    if not at or t_ms < 0 or dur_ms < 0:
+        raise UsageError("--fault %s: want KIND@MS[:DUR]" % text)
+    if kind == "cut":
+        return runner.power_cut(t_ms)
+    if kind == "unplug":
+        return runner.imu_unplug(t_ms, dur_ms)
+    if kind == "noise":
+        if not dur_ms:
+            raise UsageError("--fault %s: noise wants a duration, noise@MS:DUR" % text)
+        return runner.encoder_noise(t_ms, dur_ms)
+    raise UsageError("--fault %s: unknown fault %r (cut, unplug, noise)" % (text, kind))
+
+
+async def _sim(args: argparse.Namespace, speed: float | None, script: Any, faults: list) -> int:
+    import asyncio
+    import signal
+
+    from dermaroll.board import runner
+
+    temp = None
+    flash = args.fs
+    if flash is None:
+        temp = tempfile.mkdtemp(prefix="dermaroll-flash-")
+        flash = temp
+    if not os.path.isdir(flash) or not os.listdir(flash):
+        runner.install_firmware(flash)
+    out = sys.stdout
+
+    def echo(line: str) -> None:
+        if not args.quiet:
+            out.write("| %s\n" % line)
+            out.flush()
+
+    radio = not args.no_radio
+    if radio:
+        try:
+            import bumble  # noqa: F401
+        except ImportError:
+            print("dermaroll sim: bumble is not installed: no radio", file=sys.stderr)
+            radio = False
+    cfg = runner.BoardConfig(
+        flash=flash,
+        speed=speed,
+        imu=None if args.imu == "none" else args.imu,
+        mount=args.mount,
+        script=script,
+        faults=faults,
+        radio=radio,
+    )
+    board = runner.VirtualBoard(cfg, on_line=echo)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    link = args.port_link
+    try:
+        async with board:
+            if link:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)
+                os.symlink(board.pty_path, link)
+            out.write(
+                "virtual board up\n  console: %s%s\n"
+                % (board.pty_path, " (link: %s)" % link if link else "")
+            )
+            out.write("  connect: mpremote connect %s\n" % (link or board.pty_path))
+            if board.radio is not None:
+                r = board.radio
+                out.write(
+                    "  BLE: address %s, name %r until the firmware sets its own; other hosts: "
+                    "%s\n" % (r.address.to_string(False), r.gap_name.decode(), r.hci_transport)
+                )
+            else:
+                out.write("  BLE: no radio\n")
+            out.write(
+                "  flash: %s%s; speed: %s; imu: %s\n"
+                % (
+                    os.path.abspath(flash),
+                    " (temporary)" if temp else "",
+                    "max" if speed is None else "%gx" % speed,
+                    args.imu,
+                )
+            )
+            if script is not None:
+                out.write(
+                    "  script: %s, %d passes over %.0f s (world time %d..%d ms)\n"
+                    % (
+                        args.script,
+                        len(board.truth),
+                        (board.script_end_ms - cfg.start_ms) / 1000,
+                        cfg.start_ms,
+                        board.script_end_ms,
+                    )
+                )
+            out.write("Ctrl-C stops the board.\n")
+            out.flush()
+            reported = script is None
+            while not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+                if not reported and board.world_ms >= board.script_end_ms + 3000:
+                    reported = True
+                    s = runner.score(board)
+                    out.write("script done: %s\n" % s.report())
+                    out.flush()
+    finally:
+        if link and os.path.islink(link):
+            os.unlink(link)
+        if temp is not None:
+            import shutil
+
+            shutil.rmtree(temp, ignore_errors=True)
+    out.write("board stopped\n")
+    return EXIT_OK
+
+
+def _demo_replay(args: argparse.Namespace) -> int:
     from dermaroll import motion
     from dermaroll import replay as rp
     from dermaroll.trace import read_trace, write_trace

@@ -1,4 +1,7 @@
-"""Simulated ESP32 peripherals for the virtual board: `Pin`, `I2C` and `Encoder`.
+"""Simulated ESP32 peripherals for the virtual board.
+
+`Pin`, `I2C`, `Encoder`, `Timer`, `ADC`, `WDT`, and the chip functions (`reset`,
+`soft_reset`, `reset_cause`, `unique_id`, `freq`, `lightsleep`, `deepsleep`, `idle`).
 
 This file shadows the unix port's built-in `machine` when its folder is on
 MICROPYPATH, so the firmware's drivers run unmodified. The classes follow the
@@ -21,13 +24,31 @@ ESP32 port of MicroPython 1.28 where the firmware can tell the difference:
   set. The drum drives the pins (`vboard.set_drum`), so a miswired or
   swapped pin counts wrong exactly as on hardware.
 
-The world's state (pins, buses, encoders, the IRQ queue) is `board`; only
+- `Timer` (hardware timers 0..3), `WDT` and the board's scheduled events
+  run on the virtual clock (this folder's `time.py`): `board.due_us` is the
+  next event, which every wait of the firmware (time.sleep*, asyncio's poll)
+  is cut at, and `board.fire(now)` runs what is due. Timer callbacks are soft
+  (queued like pin IRQs), as on the ESP32. The watchdog is checked at the
+  firmware's waits: a firmware stuck in a loop that never waits is not reset.
+- `ADC` reads the voltage the world put on the pad (`vboard.set_adc`), within
+  the range of the attenuation, as 12-bit `read()`, `read_u16()` and
+  `read_uv()`.
+- `reset()` (hard), `soft_reset()`, `deepsleep()` and power states ask the
+  board runner through `board.ctl` (see vrepl.py) and wait to be replaced by
+  the next boot; `lightsleep(ms)` sleeps on the virtual clock.
+- The world (the motion model playing a script, vboard.World) is advanced
+  lazily: to the current virtual time whenever the firmware reads the
+  encoder or an I2C device, and at its own events.
+
+The world's state (pins, buses, encoders, the IRQ queue, events) is `board`; only
 `vboard` and tests reach into it. Nothing here allocates on the paths a
 running firmware uses (pin edges, IRQ delivery, register reads and writes),
 so firmware loops can be checked under `micropython.heap_lock()`.
 """
 
 import errno
+import sys
+import time
 
 # Soft IRQs on the ESP32 go through MicroPython's schedule queue (8 entries).
 SCHEDULE_DEPTH = 8
@@ -58,6 +79,46 @@ class _Board:
         self._qa = [None] * SCHEDULE_DEPTH
         self._qh = 0
         self._qn = 0
+        self.timers = []
+        self.wdt_due = -1
+        self.wdt_ms = 0
+        self.adc_uv = {}
+        self.world = None
+        self.due_us = -1
+        self.cpu_hz = 160000000
+        time._hook = self
+
+    # --- events on the virtual clock ---
+
+    def reschedule(self):
+        """Recompute due_us, the earliest pending event (-1: none)."""
+        d = self.wdt_due
+        for t in self.timers:
+            if t._due >= 0 and (d < 0 or t._due < d):
+                d = t._due
+        w = self.world
+        if w is not None and w.due_us >= 0 and (d < 0 or w.due_us < d):
+            d = w.due_us
+        self.due_us = d
+
+    def fire(self, now):
+        """Run the events due at virtual time `now` (us): timers, watchdog, the world."""
+        for t in self.timers:
+            if 0 <= t._due <= now:
+                t._expire(now)
+        if 0 <= self.wdt_due <= now:
+            self.wdt_due = -1
+            request("W", "watchdog")
+        w = self.world
+        if w is not None and 0 <= w.due_us <= now:
+            w.on_time(now)
+        self.reschedule()
+
+    def sync(self):
+        """Bring the world up to now (before the firmware reads a sensor)."""
+        w = self.world
+        if w is not None:
+            w.advance(time.ticks_us())
 
     def pin(self, gpio):
         """The singleton Pin for a GPIO number (created unconfigured if new)."""
@@ -110,9 +171,229 @@ class _Board:
 
 board = _Board()
 
+# machine.reset_cause() values of the ESP32 port.
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+# machine.wake_reason() values.
+PIN_WAKE = EXT0_WAKE = 2
+EXT1_WAKE = 3
+TIMER_WAKE = 4
+TOUCHPAD_WAKE = 5
+ULP_WAKE = 6
+# Set by the boot (vrepl) from the runner's configuration.
+_reset_cause = PWRON_RESET
+_wake_reason = 0
+_unique_id = b"\x24\x0a\xc4\x00\x00\x01"
+
+
+def request(kind, arg=""):
+    """Ask the board runner for a power state change and wait to be replaced (never returns).
+
+    kind: "H" hard reset, "S" soft reset, "W" watchdog reset, "D" deep sleep
+    (arg: ms). Without a runner (plain tests) it raises SystemExit instead.
+    """
+    ctl = getattr(board, "ctl", None)
+    if ctl is None:
+        raise SystemExit("machine: %s %s (no board runner)" % (kind, arg))
+    try:
+        sys.stdout.flush()
+    except AttributeError:
+        pass
+    ctl.write("%s %s %d\n" % (kind, arg, board.world_us()))
+    import utime
+
+    while True:  # the runner ends this interpreter; nothing else runs meanwhile
+        try:
+            utime.sleep_ms(1000)
+        except KeyboardInterrupt:
+            pass
+
+
+def _world_us():
+    return time.ticks_us() - board.world_off
+
+
+board.world_off = 0
+board.world_us = _world_us
+board.ctl = None
+board.repl_mode = "friendly"
+
 
 def idle():
-    """Nothing to wait for on the simulated board."""
+    """Wait for the next event (at most 1 ms of virtual time), as the ESP32 waits for an IRQ."""
+    time.sleep_us(1000)
+
+
+def reset():
+    """Hard reset: the chip restarts, boot.py and main.py run again (reset_cause SOFT_RESET)."""
+    request("H", "reset")
+
+
+def soft_reset():
+    """Soft reset: a new interpreter, as Ctrl-D at the REPL."""
+    request("S", board.repl_mode)
+
+
+def reset_cause():
+    return _reset_cause
+
+
+def wake_reason():
+    return _wake_reason
+
+
+def unique_id():
+    """The chip's id: its base MAC address (6 bytes), as on the ESP32."""
+    return _unique_id
+
+
+def freq(hz=None):
+    """The CPU clock: 20, 40, 80, 160 or 240 MHz (the simulation does not run any slower)."""
+    if hz is None:
+        return board.cpu_hz
+    if hz not in (20000000, 40000000, 80000000, 160000000, 240000000):
+        raise ValueError("frequency must be 20MHz, 40MHz, 80Mhz, 160MHz or 240MHz")
+    board.cpu_hz = hz
+    return None
+
+
+def lightsleep(time_ms=None):
+    """Light sleep: the CPU stops for time_ms of virtual time (board events go on)."""
+    if board.ctl is not None:
+        board.ctl.write("P light %d\n" % board.world_us())
+    time.sleep_ms(time_ms if time_ms is not None and time_ms > 0 else 1000)
+    if board.ctl is not None:
+        board.ctl.write("P on %d\n" % board.world_us())
+    global _wake_reason
+    _wake_reason = TIMER_WAKE
+
+
+def deepsleep(time_ms=0):
+    """Deep sleep: the chip powers down and, after time_ms (virtual), boots with DEEPSLEEP_RESET."""
+    request("D", "%d" % (time_ms if time_ms else 0))
+
+
+class Timer:
+    """Hardware timer 0..3 on the virtual clock; the callback is a soft IRQ, as on the ESP32."""
+
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id, **kwargs):
+        if id not in (0, 1, 2, 3):
+            raise ValueError("Timer(%r) doesn't exist" % (id,))
+        self.id = id
+        self._due = -1
+        self._period_us = 0
+        self._cb = None
+        self._start = time.ticks_us()
+        if kwargs:
+            self.init(**kwargs)
+
+    def init(self, *, mode=1, period=-1, freq=-1, callback=None):
+        if freq > 0:
+            us = 1000000 // freq
+        elif period >= 0:
+            us = period * 1000
+        else:
+            raise ValueError("period or freq required")
+        self.deinit()
+        self._mode = mode
+        self._period_us = max(us, 1)
+        self._cb = callback
+        self._start = time.ticks_us()
+        self._due = self._start + self._period_us
+        board.timers.append(self)
+        board.reschedule()
+
+    def deinit(self):
+        if self in board.timers:
+            board.timers.remove(self)
+        self._due = -1
+        board.reschedule()
+
+    def value(self):
+        """Milliseconds since the timer was started."""
+        return (time.ticks_us() - self._start) // 1000
+
+    def _expire(self, now):
+        if self._mode == Timer.PERIODIC:
+            self._due += self._period_us
+            if self._due <= now:  # fell far behind: keep the rate from now
+                self._due = now + self._period_us
+        else:
+            self._due = -1
+        if self._cb is not None:
+            board.schedule(self._cb, self)
+
+
+class WDT:
+    """The task watchdog: feed() within `timeout` ms of virtual time or the board resets."""
+
+    def __init__(self, id=0, timeout=5000):
+        if timeout < 1:
+            raise ValueError("timeout")
+        board.wdt_ms = timeout
+        self.feed()
+
+    def feed(self):
+        board.wdt_due = time.ticks_us() + board.wdt_ms * 1000
+        board.reschedule()
+
+
+# ADC full scale per attenuation (ESP32 datasheet, recommended ranges), microvolts.
+_ADC_FULL_UV = (950000, 1250000, 1750000, 3100000)
+_ADC_PINS = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+
+
+class ADC:
+    """An ADC channel on a pad; the world sets the pad voltage with vboard.set_adc()."""
+
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    WIDTH_9BIT = 9
+    WIDTH_10BIT = 10
+    WIDTH_11BIT = 11
+    WIDTH_12BIT = 12
+
+    def __init__(self, pin, *, atten=0):
+        gpio = _pin_id(pin)
+        if gpio not in _ADC_PINS:
+            raise ValueError("invalid Pin for ADC")
+        self.gpio = gpio
+        self._atten = atten
+        self._bits = 12
+
+    def init(self, *, atten=None):
+        if atten is not None:
+            self.atten(atten)
+
+    def atten(self, atten):
+        if atten not in (0, 1, 2, 3):
+            raise ValueError("invalid attenuation")
+        self._atten = atten
+
+    def width(self, bits):
+        if bits not in (9, 10, 11, 12):
+            raise ValueError("invalid width")
+        self._bits = bits
+
+    def read_uv(self):
+        board.sync()
+        uv = board.adc_uv.get(self.gpio, 0)
+        full = _ADC_FULL_UV[self._atten]
+        return full if uv > full else (uv if uv > 0 else 0)
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // _ADC_FULL_UV[self._atten]
+
+    def read(self):
+        return self.read_uv() * ((1 << self._bits) - 1) // _ADC_FULL_UV[self._atten]
 
 
 class _PinIRQ:
@@ -224,6 +505,25 @@ class Pin:
         self._ext = level
         self._update()
 
+    def _glitch(self, width_ns):
+        """A noise pulse of width_ns on the pad: two edges; a PCNT counts them only if
+        the pulse is at least its glitch filter long. Returns the edges counted."""
+        lvl = self._level
+        counted = 0
+        for ch in self._watchers:
+            if width_ns * 80 // 1000 >= ch.unit.filter_ticks:
+                ch.edge(not lvl)
+                ch.edge(bool(lvl))
+                counted += 2
+        if self._handler is not None:
+            for edge in (
+                (Pin.IRQ_FALLING, Pin.IRQ_RISING) if lvl else (Pin.IRQ_RISING, Pin.IRQ_FALLING)
+            ):
+                if self._trigger & edge:
+                    self._flags = edge
+                    board.schedule(self._handler, self)
+        return counted
+
     def _update(self):
         mode = self._mode
         ext = self._ext
@@ -300,6 +600,7 @@ class I2C:
         return sorted(a for a in bus.devices if a not in bus.unplugged)
 
     def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        board.sync()
         bus = self._bus
         dev = bus.device(addr)
         dev.read(memaddr, buf)
@@ -312,6 +613,7 @@ class I2C:
         return bytes(buf)
 
     def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
+        board.sync()
         bus = self._bus
         dev = bus.device(addr)
         dev.write(memaddr, buf)
@@ -320,6 +622,7 @@ class I2C:
 
     def writeto(self, addr, buf, stop=True):
         """Write; the first byte sets the device's register pointer, the rest are written."""
+        board.sync()
         bus = self._bus
         dev = bus.device(addr)
         if len(buf):
@@ -332,6 +635,7 @@ class I2C:
 
     def readfrom_into(self, addr, buf, stop=True):
         """Read from the device's register pointer (set by a previous writeto)."""
+        board.sync()
         bus = self._bus
         dev = bus.device(addr)
         dev.read(dev.pointer, buf)
@@ -415,6 +719,7 @@ class Encoder:
         """The count; with an argument, also set it (returns the count before)."""
         if not self._configured:
             raise RuntimeError("not initialised")
+        board.sync()
         result = self._count
         if value is not None:
             self._count = value
