@@ -105,6 +105,24 @@ def decode(buf: ptr8, n: int, conf: ptr16, out: ptr32) -> int:  # noqa: F821
     return n
 
 
+class FifoChip:
+    """What every IMU driver shares: its bus and address, one-byte register writes, counters."""
+
+    def __init__(self, i2c, addr, whoami, name):
+        self.i2c = i2c
+        self.addr = addr
+        self.whoami = whoami
+        self.name = name
+        self._b1 = bytearray(1)
+        self.overflows = 0  # FIFO overflows: samples the chip dropped, counted
+        self.resyncs = 0  # FIFO restarts because its next word was not a record's first
+
+    def _w(self, reg, value):
+        b = self._b1
+        b[0] = value
+        self.i2c.writeto_mem(self.addr, reg, b)
+
+
 def views(buf, unit, cap):
     """memoryviews of buf for 0..cap units of `unit` bytes (made once: slicing allocates)."""
     mv = memoryview(buf)

@@ -23,7 +23,7 @@ from array import array
 import micropython
 from micropython import const
 
-from roller.drivers.imu import RECORD, SAMPLE_INTS, decode, decode_conf, views
+from roller.drivers.imu import RECORD, SAMPLE_INTS, FifoChip, decode, decode_conf, views
 
 _FIFO_CTRL3_DS3 = const(0x08)
 _FIFO_CTRL5_DS3 = const(0x0A)
@@ -62,14 +62,11 @@ _GYRO_S = const(1)
 _ODR_MHZ = (12500, 26000, 52000, 104000, 208000, 416000, 833000, 1666000)
 
 
-class Lsm6ds:
+class Lsm6ds(FifoChip):
     """One LSM6DS3 or LSM6DSO chip on an I2C bus."""
 
     def __init__(self, i2c, addr, whoami, name, mount, hz, cap):
-        self.i2c = i2c
-        self.addr = addr
-        self.whoami = whoami
-        self.name = name
+        FifoChip.__init__(self, i2c, addr, whoami, name)
         self.tagged = name == "lsm6dso"
         code = len(_ODR_MHZ)
         for i in range(len(_ODR_MHZ)):
@@ -93,16 +90,8 @@ class Lsm6ds:
         self._part = array("i", bytes(4 * SAMPLE_INTS))
         # Tagged decoding state: held halves of a slot (1 accel, 2 gyro), their slot, unpaired.
         self._state = array("i", bytes(4 * 3))
-        self._b1 = bytearray(1)
         self._st = bytearray(4)
         self._st2 = memoryview(self._st)[:2]
-        self.overflows = 0
-        self.resyncs = 0
-
-    def _w(self, reg, value):
-        b = self._b1
-        b[0] = value
-        self.i2c.writeto_mem(self.addr, reg, b)
 
     def setup(self):
         """Reset the chip, set +-4 g, +-500 dps, the rate and the FIFO in continuous mode."""

@@ -14,7 +14,7 @@ from array import array
 
 from micropython import const
 
-from roller.drivers.imu import RECORD, SAMPLE_INTS, decode, decode_conf, views
+from roller.drivers.imu import RECORD, SAMPLE_INTS, FifoChip, decode, decode_conf, views
 
 _SMPLRT_DIV = const(0x19)
 _CONFIG = const(0x1A)
@@ -50,14 +50,11 @@ _GYRO_S = const(10)
 _DLPF = ((184, 1), (94, 2), (44, 3), (21, 4), (10, 5), (5, 6))
 
 
-class Mpu6050:
+class Mpu6050(FifoChip):
     """One MPU-6050/6500-family chip on an I2C bus."""
 
     def __init__(self, i2c, addr, whoami, name, mount, hz, cap):
-        self.i2c = i2c
-        self.addr = addr
-        self.whoami = whoami
-        self.name = name
+        FifoChip.__init__(self, i2c, addr, whoami, name)
         self.is_6050 = name == "mpu6050"
         self.fifo_bytes = 1024 if self.is_6050 else 512
         # Sample rate = 1 kHz / (1 + SMPLRT_DIV) with the DLPF on: at least imu_hz.
@@ -74,15 +71,7 @@ class Mpu6050:
         self._views = views(self.raw, RECORD, cap)
         self.out = array("i", bytes(4 * SAMPLE_INTS * cap))
         self.conf = decode_conf(mount, 0, 6, True, _ACCEL_K, _ACCEL_S, _GYRO_K, _GYRO_S)
-        self._b1 = bytearray(1)
         self._b2 = bytearray(2)
-        self.overflows = 0
-        self.resyncs = 0
-
-    def _w(self, reg, value):
-        b = self._b1
-        b[0] = value
-        self.i2c.writeto_mem(self.addr, reg, b)
 
     def setup(self):
         """Reset the chip, set +-4 g, +-500 dps, the rate and the FIFO (blocks ~100 ms)."""
