@@ -29,6 +29,7 @@ settings; see docs/motion-script.md for the margins.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -36,6 +37,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from dermaroll.passes import Pass
 from dermaroll.trace import Trace
 
 DIRECTIONS = ("vertical", "horizontal", "diagonal")
@@ -74,30 +76,12 @@ class ScriptError(ValueError):
 
 
 @dataclass
-class TruthPass:
+class TruthPass(Pass):
     """One scripted pass, as DESIGN.md section 5 defines it."""
 
-    seq: int
-    zone: str  # "unassigned" when no zone was selected
-    dir: str
-    t_start_ms: int
-    t_end_ms: int
-    length_mm: float
     # The contract's axle elevation measured on the rendered accelerometer
     # data (0.3 s gravity filter): shows how far from the thresholds it is.
     e_deg: float = math.nan
-
-    def to_json(self) -> dict[str, Any]:
-        """The pass in the JSON Lines form of DESIGN.md section 6."""
-        return {
-            "type": "pass",
-            "seq": self.seq,
-            "zone": self.zone,
-            "dir": self.dir,
-            "t_start_ms": self.t_start_ms,
-            "t_end_ms": self.t_end_ms,
-            "length_mm": self.length_mm,
-        }
 
 
 @dataclass
@@ -1036,33 +1020,43 @@ def generate_corpus(n: int = 32, seed: int = 0) -> list[Rendered]:
     return [render(s, name=s["name"]) for s in corpus_scripts(n, seed)]
 
 
-def demo_script(seed: int = 1) -> dict[str, Any]:
-    """A short session: forehead done right, nose out of order, some unassigned rolling."""
+def everyday_script(name: str, seed: int, zones: list[dict[str, Any]]) -> dict[str, Any]:
+    """A script with the reference hardware and an ordinary hand: 100 Hz, 7.07 counts/mm,
+    light sensor noise and tremor."""
     return {
-        "name": "demo",
+        "name": name,
         "seed": seed,
         "sample_hz": 100,
         "t_jitter_ms": 2,
         "counts_per_mm": 7.07,
         "noise": {"accel_mg": 8, "gyro_mdps": 300, "enc_flicker": 0.5},
         "tremor": {"mm": 0.1, "accel_mg": 20, "deg": 0.15},
-        "note": "dermaroll demo session",
-        "zones": [
-            {
-                "zone": "forehead",
-                "strokes": [
-                    {"dir": "vertical", "passes": 5, "style": "back_and_forth"},
-                    {"adjust": 2},
-                    {"dir": "horizontal", "passes": 4, "style": "lift"},
-                ],
-            },
-            {
-                "zone": "nose",
-                "strokes": [
-                    {"dir": "horizontal", "passes": 2, "style": "pause"},
-                    {"dir": "vertical", "passes": 4, "style": "back_and_forth"},
-                ],
-            },
-            {"zone": None, "strokes": [{"dir": "diagonal", "passes": 2, "style": "lift"}]},
-        ],
+        "zones": zones,
     }
+
+
+_DEMO_ZONES: list[dict[str, Any]] = [
+    {
+        "zone": "forehead",
+        "strokes": [
+            {"dir": "vertical", "passes": 5, "style": "back_and_forth"},
+            {"adjust": 2},
+            {"dir": "horizontal", "passes": 4, "style": "lift"},
+        ],
+    },
+    {
+        "zone": "nose",
+        "strokes": [
+            {"dir": "horizontal", "passes": 2, "style": "pause"},
+            {"dir": "vertical", "passes": 4, "style": "back_and_forth"},
+        ],
+    },
+    {"zone": None, "strokes": [{"dir": "diagonal", "passes": 2, "style": "lift"}]},
+]
+
+
+def demo_script(seed: int = 1) -> dict[str, Any]:
+    """A short session: forehead done right, nose out of order, some unassigned rolling."""
+    script = everyday_script("demo", seed, copy.deepcopy(_DEMO_ZONES))
+    script["note"] = "dermaroll demo session"
+    return script

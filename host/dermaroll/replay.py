@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dermaroll import mpcompat
+from dermaroll.passes import Pass
 from dermaroll.trace import Trace, TraceError, records
 
 RUNTIMES = ("micropython", "cpython")
@@ -45,28 +46,6 @@ def _firmware() -> tuple[tuple[str, ...], int, tuple[str, ...], tuple[str, ...]]
 
 class ReplayError(RuntimeError):
     """The replay itself failed (not the input): a crash, a broken pipe answer."""
-
-
-@dataclass
-class Pass:
-    seq: int
-    zone: str
-    dir: str
-    t_start_ms: int
-    t_end_ms: int
-    length_mm: float
-
-    def to_json(self) -> dict[str, Any]:
-        """The pass object of DESIGN.md section 6, keys in its order."""
-        return {
-            "type": "pass",
-            "seq": self.seq,
-            "zone": self.zone,
-            "dir": self.dir,
-            "t_start_ms": self.t_start_ms,
-            "t_end_ms": self.t_end_ms,
-            "length_mm": self.length_mm,
-        }
 
 
 @dataclass

@@ -10,17 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from dermaroll.passes import Pass
 
 DIRECTIONS = ("vertical", "horizontal", "diagonal")
-
-
-class PassLike(Protocol):
-    zone: str
-    dir: str
-    t_start_ms: int
-    t_end_ms: int
-    length_mm: float
 
 
 @dataclass
@@ -64,7 +57,7 @@ class Score:
     def exact_session_fraction(self) -> float:
         return self.exact_sessions / self.sessions if self.sessions else 1.0
 
-    def add(self, truth: Sequence[PassLike], detected: Sequence[PassLike]) -> None:
+    def add(self, truth: Sequence[Pass], detected: Sequence[Pass]) -> None:
         """Score one session and add it to the totals."""
         pairs = match(truth, detected)
         self.truth += len(truth)
@@ -118,12 +111,12 @@ class Score:
         )
 
 
-def counts(passes: Iterable[PassLike]) -> Counter[tuple[str, str]]:
+def counts(passes: Iterable[Pass]) -> Counter[tuple[str, str]]:
     """Passes per (zone, direction)."""
     return Counter((p.zone, p.dir) for p in passes)
 
 
-def match(truth: Sequence[PassLike], detected: Sequence[PassLike]) -> list[tuple[int, int]]:
+def match(truth: Sequence[Pass], detected: Sequence[Pass]) -> list[tuple[int, int]]:
     """Pairs (truth index, detected index): same zone, overlapping time, largest overlap first."""
     candidates = []
     for i, t in enumerate(truth):

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from dermaroll import motion, mpcompat
+from dermaroll.passes import Pass
 from dermaroll.trace import Trace
 
 mpcompat.install()
@@ -160,18 +161,6 @@ def write_world_trace(trace: Trace, path: str | os.PathLike[str]) -> None:
         out.byteswap()
     with open(path, "wb") as f:
         out.tofile(f)
-
-
-@dataclass
-class BoardPass:
-    """A pass the firmware printed on the console, its times in the script's time (ms)."""
-
-    seq: int
-    zone: str
-    dir: str
-    t_start_ms: int
-    t_end_ms: int
-    length_mm: float
 
 
 @dataclass
@@ -696,9 +685,9 @@ class VirtualBoard:
 
     # -- the session on the console ------------------------------------------------------
 
-    def passes(self) -> list[BoardPass]:
+    def passes(self) -> list[Pass]:
         """The passes printed on the console, times mapped to the script's time (ms)."""
-        out: list[BoardPass] = []
+        out: list[Pass] = []
         session_ms: float | None = None
         boot_of_session = -1
         for line, b in zip(self.lines, self.line_boot, strict=True):
@@ -712,7 +701,7 @@ class VirtualBoard:
                 continue
             base = session_ms - self.config.start_ms
             out.append(
-                BoardPass(
+                Pass(
                     seq=int(m.group(1)),
                     zone=m.group(2),
                     dir=m.group(3),
@@ -761,16 +750,7 @@ def session_script(minutes: float = 10.0, seed: int = 0) -> dict[str, Any]:
 
 
 def _session(seed: int, zones: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "name": "board-session-%d" % seed,
-        "seed": seed,
-        "sample_hz": 100,
-        "t_jitter_ms": 2,
-        "counts_per_mm": 7.07,
-        "noise": {"accel_mg": 8, "gyro_mdps": 300, "enc_flicker": 0.5},
-        "tremor": {"mm": 0.1, "accel_mg": 20, "deg": 0.15},
-        "zones": zones,
-    }
+    return motion.everyday_script("board-session-%d" % seed, seed, zones)
 
 
 def board_demo_script(seed: int = 1) -> dict[str, Any]:
