@@ -190,6 +190,12 @@ SETTINGS = (
     ("imu_model", SETTING_TEXT),
     ("mount", SETTING_TEXT),
     ("button", SETTING_INT),
+    ("led", SETTING_INT),
+    ("motor", SETTING_INT),
+    ("battery_adc", SETTING_INT),
+    ("battery_divider", SETTING_MILLI),
+    ("idle_sleep_s", SETTING_INT),
+    ("pairing_window_s", SETTING_INT),
 )
 
 INFO_MANUFACTURER = const(1)

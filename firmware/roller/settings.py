@@ -40,6 +40,13 @@ NUMBERS = {
     "enc_b": (33, 0, 48),
     "enc_filter_ns": (1000, 0, 12800),
     "button": (0, 0, 48),  # the zone button, active low (GPIO0 is the dev boards' BOOT button)
+    # Feedback and power; a pin of -1 means the part is not fitted.
+    "led": (2, -1, 48),
+    "motor": (25, -1, 48),
+    "battery_adc": (34, -1, 48),
+    "battery_divider": (2.0, 1.0, 10.0),  # battery voltage / ADC pin voltage
+    "idle_sleep_s": (300, 0, 3600),  # no movement this long: light sleep (0: never)
+    "pairing_window_s": (60, 10, 600),  # how long a long press lets a new host bond
 }
 
 # Text settings, key: (default, choices); choices None means a check of its own.
