@@ -21,6 +21,7 @@ VERDICTS = ("under", "ok", "over")
 # One queued pass: seq, zone, direction, t_start_ms, t_end_ms, length_01mm.
 PASS_FIELDS = const(6)
 _COUNT_MAX = const(65535)
+_ID_MAX = const(65535)  # session ids travel as u16 and 0 means "no session"
 
 
 class Session:
@@ -125,7 +126,7 @@ class Session:
     def start(self):
         """Begin a new session: counts from zero, a new session id."""
         self.reset()
-        self.id += 1
+        self.id = self.id % _ID_MAX + 1
         self.active = True
 
     def end(self):

@@ -83,6 +83,15 @@ def test_start_resets_counts_but_not_numbering():
     assert not s.active and s.count(FOREHEAD, VERTICAL) == 1
 
 
+def test_session_ids_wrap_past_u16_without_zero():
+    s = _session()
+    s.id = 65534
+    s.start()
+    assert s.id == 65535
+    s.start()
+    assert s.id == 1
+
+
 def test_counting_and_popping_allocate_nothing():
     s = _session()
     out = array("i", bytes(4 * PASS_FIELDS))
