@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dermaroll_protocol as dp
 from dermaroll import motion, mpcompat
 from dermaroll.passes import Pass
 from dermaroll.trace import Trace
@@ -266,6 +267,8 @@ class VirtualBoard:
         self._out_task: asyncio.Task[None] | None = None
         self._partial = b""
         self._last_byte = 0
+        self._in_frame = False  # inside a 0x00-delimited frame of the serial link
+        self._frame_size = 0
         self._line_waiters: list[tuple[Callable[[str], bool], asyncio.Future[str]]] = []
         self._ctl_r = -1
         self._ctl_w = -1
@@ -582,16 +585,33 @@ class VirtualBoard:
             self._output(data)
 
     def _output(self, data: bytes) -> None:
-        # A lone \n becomes \r\n, as the ESP32 prints it.
+        # The ESP32 cooks text (print, sys.stdout.write: a lone \n goes out as
+        # \r\n) but writes sys.stdout.buffer as it is; the unix port writes both
+        # raw. Binary output on this console is the serial link's frames,
+        # 0x00 + COBS (never 0x00) + 0x00, so \n is cooked only outside them; a
+        # "frame" longer than the protocol allows means the 0x00 was not one.
         out = bytearray()
         prev = self._last_byte
+        in_frame = self._in_frame
+        size = self._frame_size
         for b in data:
-            if b == 10 and prev != 13:
+            if b == 0:
+                in_frame = not in_frame
+                size = 0
+                out.append(b)
+            elif in_frame:
+                out.append(b)
+                size += 1
+                if size > dp.MAX_FRAME:
+                    in_frame = False
+            elif b == 10 and prev != 13:
                 out += b"\r\n"
             else:
                 out.append(b)
             prev = b
         self._last_byte = prev
+        self._in_frame = in_frame
+        self._frame_size = size
         self.transcript += out
         self._to_pty(bytes(out))
         text = self._partial + data
