@@ -1477,6 +1477,8 @@ class VirtualRadio:
         finally:
             if server.pending_confirmations.get(conn.connection) is fut:
                 server.pending_confirmations[conn.connection] = None
+        if conn.closed:
+            return  # the link went while waiting: _forget already failed it (ENOTCONN)
         conn.in_flight.remove(item.handle)
         self.procs_used -= 1
         self._emit(IRQ_GATTS_INDICATE_DONE, [conn.handle, item.handle, status])
