@@ -91,14 +91,17 @@ def find_micropython() -> str | None:
 def install_firmware(flash: str | os.PathLike[str], firmware: Path = FIRMWARE_DIR) -> None:
     """Put the firmware's files on a flash directory, as `mpremote cp -r` does on a board.
 
-    boot.py, main.py and the `roller` package as .py sources (xtensawin .mpy
-    files cannot run on x86); an existing settings.json is kept.
+    boot.py, main.py, the `roller` package and the protocol codec (which the
+    firmware build also puts on a device) as .py sources (xtensawin .mpy files
+    cannot run on x86); an existing settings.json is kept.
     """
     dest = Path(flash)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("boot.py", "main.py"):
         if (firmware / name).exists():
             shutil.copyfile(firmware / name, dest / name)
+    codec = Path(dp.__file__)
+    shutil.copyfile(codec, dest / codec.name)
     src = firmware / "roller"
     if src.is_dir():
         shutil.copytree(
