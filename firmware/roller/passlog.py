@@ -21,8 +21,8 @@ an append never grows one, it overwrites the oldest record.
 - Sequence numbers are never reused for an announced pass. The next one
   follows the highest of: the newest valid record (even one out of place)
   plus the seqs it burns, the delete watermark, and the high-water mark in
-  the state file. A damaged slot up to TEAR_REACH slots after the newest
-  valid record may hold a torn write of a newer seq (a torn sector can take
+  the state file. A damaged slot up to TEAR_REACH slots (at most half the
+  ring) after the newest valid record may hold a torn write of a newer seq (a torn sector can take
   announced neighbours with it): every seq up to it is burned, a gap rather
   than a duplicate. See docs/pass-log.md for the power-cut cases.
 - Deleting (records the host has committed) only moves a persisted
@@ -64,6 +64,17 @@ BOOT_MAX = const(0xFFFE)  # the protocol keeps boot 0xFFFF for "the current boot
 # How far after the newest good record a torn write may have damaged slots:
 # a 512-byte FAT sector holds 21 records; the rest leaves room for seq gaps.
 TEAR_REACH = const(32)
+
+
+def tear_reach(capacity):
+    """How many slots after the newest good record a damaged slot can be a torn later write.
+
+    TEAR_REACH, but never past half the ring: further on, going forward round
+    the ring is going back to records older than the newest, whose damage
+    says nothing about later seqs (only tiny rings get there).
+    """
+    return min((capacity - 1) // 2, TEAR_REACH)
+
 
 _STATE_MAGIC = const(0xD5)
 _STATE_FMT = "<BBHII"  # magic, 0, boot, watermark, seq high-water mark; then CRC
@@ -248,7 +259,7 @@ class PassLog:
         # write of a later seq, and a torn sector may have taken announced
         # records with it: burn every seq up to the furthest such slot.
         burned = 0
-        for d in range(1, min(cap - 1, TEAR_REACH) + 1):
+        for d in range(1, tear_reach(cap) + 1):
             slot = (top + d) % cap
             if bad[slot >> 3] & (1 << (slot & 7)):
                 burned = d

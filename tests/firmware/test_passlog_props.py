@@ -28,7 +28,7 @@ from dermaroll import mpcompat
 mpcompat.install()
 
 from roller import passlog  # noqa: E402
-from roller.passlog import FIELDS, RECORD_SIZE, TEAR_REACH, PassLog  # noqa: E402
+from roller.passlog import FIELDS, RECORD_SIZE, PassLog, tear_reach  # noqa: E402
 
 fields = st.tuples(
     st.integers(0, 15),  # zone
@@ -113,7 +113,7 @@ class PassLogMachine(RuleBasedStateMachine):
         if sector and newest and cap > 1:
             others = [s for s in log.seqs(1, True) if s not in (newest, seq - cap)]
             # The guarantee: damage within TEAR_REACH of a surviving record.
-            if others and seq - max(others) <= min(cap - 1, TEAR_REACH):
+            if others and seq - max(others) <= tear_reach(cap):
                 self._poke(newest % cap, b"\xa5" * RECORD_SIZE)
                 self.kept.discard(newest)
         self._boot(clean=False)
