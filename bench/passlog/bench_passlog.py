@@ -38,7 +38,8 @@ if sys.implementation.name != "micropython":
     if exe is None:
         sys.exit("bench_passlog: the `micropython` interpreter is not installed")
     env = dict(os.environ)
-    env["MICROPYPATH"] = os.pathsep.join([str(root / "firmware"), str(root / "protocol")])
+    paths = [root / "firmware", root / "protocol", root / "tests" / "mpy_lib"]
+    env["MICROPYPATH"] = os.pathsep.join(str(p) for p in paths)
     # 3 MiB of RAM flash plus the log needs more than the default heap.
     cmd = [exe, "-X", "heapsize=16M", __file__] + sys.argv[1:]
     sys.exit(subprocess.call(cmd, env=env, cwd=str(root)))
@@ -50,6 +51,7 @@ from array import array  # noqa: E402
 
 import micropython  # noqa: E402
 import vfs  # noqa: E402
+from mpytest import rmtree  # noqa: E402
 
 from roller import passlog  # noqa: E402
 from roller.passlog import RECORD_SIZE, PassLog  # noqa: E402
@@ -111,16 +113,6 @@ class Flash:
             self.data[arg * BLOCK : (arg + 1) * BLOCK] = self.erased
             return 0
         return None
-
-
-def rmtree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        os.remove(path + "/" + name)
-    os.rmdir(path)
 
 
 def bench_pack():

@@ -7,7 +7,7 @@ import os
 import struct
 from array import array
 
-from mpytest import HeapWatch, no_alloc, raises
+from mpytest import HeapWatch, no_alloc, raises, rmtree
 
 from roller import passlog
 from roller.passlog import FIELDS, RECORD_SIZE, PassLog
@@ -20,16 +20,6 @@ CAP = SEGMENTS * PER_SEGMENT
 def tmpdir(tag):
     """A new directory name under /tmp, unique to this run."""
     return "/tmp/dermaroll-passlog-%s-%08x" % (tag, int.from_bytes(os.urandom(4), "little"))
-
-
-def rmtree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        os.remove(path + "/" + name)
-    os.rmdir(path)
 
 
 def reopen(path, segments=SEGMENTS, per_segment=PER_SEGMENT):

@@ -1,6 +1,7 @@
 """Small helpers for tests that run inside MicroPython."""
 
 import gc
+import os
 
 import micropython
 
@@ -87,3 +88,14 @@ def raises(exc, func, *args):
     except exc as e:
         return e
     raise AssertionError("%s not raised by %r" % (exc.__name__, func))
+
+
+def rmtree(path):
+    """Remove a flat directory of files (MicroPython's os has no shutil)."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        os.remove(path + "/" + name)
+    os.rmdir(path)
