@@ -10,10 +10,12 @@ protocol's host-side Deframer (escaped=True), the reference for SPEC 7.2/7.3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import dermaroll_protocol as dp
@@ -77,9 +79,14 @@ def responses(host: SerialHost) -> list[bytes]:
     return [body for t, body in host.frames if t == dp.CONTROL_RESPONSE]
 
 
-async def _start(board: runner.VirtualBoard) -> None:
-    await board.wait_line("^SERIAL APP READY$", timeout=20)
-    await board.wait_line("^TICK 2$")
+@contextlib.asynccontextmanager
+async def _echo_board(flash: Path) -> AsyncIterator[runner.VirtualBoard]:
+    """The board at real speed, no IMU, once the echo app is up and ticking."""
+    cfg = runner.BoardConfig(flash=str(flash), speed=1.0, imu=None)
+    async with runner.VirtualBoard(cfg) as board:
+        await board.wait_line("^SERIAL APP READY$", timeout=20)
+        await board.wait_line("^TICK 2$")
+        yield board
 
 
 def test_requests_among_garbage_all_answered_in_order_then_ctrl_c_and_mpremote(tmp_path):
@@ -87,9 +94,7 @@ def test_requests_among_garbage_all_answered_in_order_then_ctrl_c_and_mpremote(t
     flash = _flash(tmp_path)
 
     async def go():
-        cfg = runner.BoardConfig(flash=str(flash), speed=1.0, imu=None)
-        async with runner.VirtualBoard(cfg) as board:
-            await _start(board)
+        async with _echo_board(flash) as board:
             host = SerialHost(board.pty_path)
             try:
                 # Silence: before a valid frame the console carries text only, although
@@ -217,9 +222,7 @@ def test_2000_random_and_mutated_frames_through_the_pty(tmp_path):
         return b"\x00random text %d\r\n" % i
 
     async def go():
-        cfg = runner.BoardConfig(flash=str(flash), speed=1.0, imu=None)
-        async with runner.VirtualBoard(cfg) as board:
-            await _start(board)
+        async with _echo_board(flash) as board:
             host = SerialHost(board.pty_path)
             ref = Reference()
             items = 0
@@ -263,9 +266,7 @@ def test_device_frames_reach_the_pty_byte_for_byte(tmp_path):
     flash = _flash(tmp_path)
 
     async def go():
-        cfg = runner.BoardConfig(flash=str(flash), speed=1.0, imu=None)
-        async with runner.VirtualBoard(cfg) as board:
-            await _start(board)
+        async with _echo_board(flash) as board:
             term = PtyClient(board.pty_path)
             try:
                 term.send(request_frame(bytes([0x0C, 1, 10, 10])))
