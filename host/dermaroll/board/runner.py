@@ -271,7 +271,7 @@ class VirtualBoard:
         self._partial = b""
         self._last_byte = 0
         self._in_frame = False  # inside a 0x00-delimited frame of the serial link
-        self._frame_size = 0
+        self._frame = bytearray()  # its bytes so far: not console text if it closes
         self._line_waiters: list[tuple[Callable[[str], bool], asyncio.Future[str]]] = []
         self._ctl_r = -1
         self._ctl_w = -1
@@ -448,6 +448,10 @@ class VirtualBoard:
                 proc.stdin.close()
         if self.boots and not self.boots[-1].end:
             self.boots[-1].end = why
+        if self._in_frame:  # a frame cut off by the reset: its bytes were text after all
+            self._partial += bytes(self._frame)
+            self._in_frame = False
+            self._frame.clear()
         self._flush_partial()
 
     async def _supervise(self) -> None:
@@ -596,29 +600,32 @@ class VirtualBoard:
         out = bytearray()
         prev = self._last_byte
         in_frame = self._in_frame
-        size = self._frame_size
+        frame = self._frame
+        text = bytearray(self._partial)  # the console text: closed frames are not lines
         for b in data:
             if b == 0:
                 in_frame = not in_frame
-                size = 0
+                frame.clear()
                 out.append(b)
             elif in_frame:
                 out.append(b)
-                size += 1
-                if size > dp.MAX_FRAME:
+                frame.append(b)
+                if len(frame) > dp.MAX_FRAME:  # a stray 0x00 (raw-paste window): text after all
                     in_frame = False
+                    text += frame
+                    frame.clear()
             elif b == 10 and prev != 13:
                 out += b"\r\n"
+                text.append(b)
             else:
                 out.append(b)
+                text.append(b)
             prev = b
         self._last_byte = prev
         self._in_frame = in_frame
-        self._frame_size = size
         self.transcript += out
         self._to_pty(bytes(out))
-        text = self._partial + data
-        *lines, self._partial = text.split(b"\n")
+        *lines, self._partial = bytes(text).split(b"\n")
         for raw in lines:
             self._add_line(raw.rstrip(b"\r").decode(errors="replace"))
 
