@@ -460,6 +460,7 @@ class PassLog:
         n = self.count(self.watermark + 1) - self.count(upto + 1)
         self._save_state(upto)
         self.watermark = upto
+        self.overflow = 0  # Status bit 4 lasts until the host deletes (SPEC 5.3)
         self.oldest = self._first(upto + 1)
         if self.newest <= upto:
             self.newest = 0
