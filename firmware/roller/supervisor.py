@@ -19,7 +19,13 @@ wdt_ms / 4 only while every watched task has ticked within its stall_ms
 "stall" entry goes to the crash file and feeding stops: the WDT resets the
 chip wdt_ms after the last feed (reset_cause() WDT_RESET), unless the task
 ticks again before that, which resumes the feeding (the stall entry stays).
-Once started, an ESP32 WDT cannot be stopped.
+Once started, an ESP32 WDT cannot be stopped: when run() ends (Ctrl-C from
+mpremote or a person at the REPL), a hardware timer (FEED_TIMER) takes over
+the feeding, its soft-IRQ callback running while the REPL waits for input,
+so the board stays at the REPL instead of resetting wdt_ms later. A soft
+reset stops that timer but (on the ESP32) not the watchdog: main.py starts
+again and feeds it; after a soft reset into the raw REPL, where main.py does
+not run, the board resets wdt_ms later (use safe mode for long repairs).
 
 Crash file (`crash.log` on flash): entries, oldest first, each
 `=== t=<time.time()> ms=<ticks_ms> <kind> <task>` then the traceback; at most
@@ -43,6 +49,7 @@ import machine
 from micropython import const
 
 CRASH_FILE = "crash.log"
+FEED_TIMER = const(0)  # the hardware timer that feeds the WDT after run() ends
 SAFE_FLAG = "safe_mode"
 ENTRY_MAX = const(1024)  # bytes per crash entry, header included
 _MARK = b"=== "
@@ -144,6 +151,7 @@ class Supervisor:
         self.wdt = None
         self.feeds = 0
         self.stalled = None  # the Beat that stopped the feeding, if any
+        self.feeder = None  # the Timer feeding the WDT once run() has ended
         self._stop = False
 
     def add(self, name, factory, stall_ms=5000):
@@ -222,6 +230,9 @@ class Supervisor:
         finally:
             for t in self.tasks:
                 t.cancel()
+            if wdt is not None:
+                self.feeder = machine.Timer(FEED_TIMER)
+                self.feeder.init(period=self.check_ms, callback=lambda _t: wdt.feed())
 
 
 def safe_mode(button=-1, flag=SAFE_FLAG, hold_ms=200, window_ms=600):
