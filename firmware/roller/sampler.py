@@ -188,6 +188,10 @@ class Sampler:
         self._n = 0
         self._fed = fed
 
+    def imu_present(self):
+        """False while there is no IMU or it stopped answering (retried every few seconds)."""
+        return self.imu is not None and self._imu_ok
+
     def flush(self):
         """Drain now: the detector gets every tick and IMU sample taken so far (session end)."""
         self._drain(self.t)
