@@ -157,7 +157,7 @@ class App:
             if not ses.pop(out):
                 return
             log = self.log
-            if not log.append(out, ses.id, 0):
+            if not log.append(out, ses.current(), 0):
                 self.log_errors += 1
                 print("passlog: append of", out[0], "failed")
             zone = out[1]
@@ -182,7 +182,7 @@ class App:
                 out[0],
                 log.boot,
                 time.ticks_add(self.start, out[4]),
-                ses.id,
+                ses.current(),
                 zone,
                 out[2],
                 length,
@@ -207,7 +207,7 @@ class App:
         proto.encode_zone_counts(
             self.counts,
             0,
-            ses.id if ses.active else 0,
+            ses.current(),
             zone,
             proto.COUNTS_ORDER if ses.order(zone) else 0,
             ses.count(zone, 0),
@@ -269,7 +269,7 @@ class App:
             log.oldest,
             log.newest,
             log.boot,
-            ses.id if ses.active else 0,
+            ses.current(),
             sum(ses.counts) if ses.active else 0,
         )
 

@@ -321,7 +321,7 @@ class Control:
     @micropython.native  # a bytecode frame this wide would come from the heap
     def _report_counts(self, link, token, out):
         session = self.session
-        sid = session.id if session.active else 0
+        sid = session.current()
         buf = self._counts
         sent = 0
         for zone in range(zones.MAX_ZONES):

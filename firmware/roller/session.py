@@ -34,8 +34,9 @@ class Session:
         self.order_flags = bytearray(zones.MAX_ZONES)
         self.zone = zones.UNASSIGNED
         self.seq = 0  # of the last pass; the pass log (device) sets where it continues
-        self.id = 0
+        self.id = 0  # the open session's, or the last one's (ids are never reused)
         self.active = False
+        self.outside = False  # the counts are session 0's: passes since the last END
         self.queue = array("i", bytes(4 * PASS_FIELDS * queue_len))
         self.queue_len = queue_len
         self.head = 0
@@ -44,7 +45,14 @@ class Session:
 
     @micropython.native  # a bytecode frame this wide would come from the heap
     def on_pass(self, zone, direction, t_start, t_end, length):
-        """Count one pass from the detector and queue it."""
+        """Count one pass from the detector and queue it.
+
+        With no session open the first pass clears the ended session's counts:
+        from here on they are session 0's (SPEC 6.4, "passes outside a session").
+        """
+        if not self.active and not self.outside:
+            self.reset()
+            self.outside = True
         counts = self.counts
         base = zone * 3
         if (
@@ -123,11 +131,16 @@ class Session:
         for i in range(len(self.order_flags)):
             self.order_flags[i] = 0
 
+    def current(self):
+        """The id passes count under now: the open session's, 0 when none is open."""
+        return self.id if self.active else 0
+
     def start(self):
         """Begin a new session: counts from zero, a new session id."""
         self.reset()
         self.id = self.id % _ID_MAX + 1
         self.active = True
+        self.outside = False
 
     def end(self):
         """Close the session; its counts stay readable until the next start."""

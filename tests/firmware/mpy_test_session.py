@@ -83,6 +83,21 @@ def test_start_resets_counts_but_not_numbering():
     assert not s.active and s.count(FOREHEAD, VERTICAL) == 1
 
 
+def test_passes_after_end_count_under_session_zero():
+    s = _session()
+    s.start()
+    s.on_pass(FOREHEAD, VERTICAL, 0, 1, 200)
+    s.end()
+    assert s.current() == 0 and s.count(FOREHEAD, VERTICAL) == 1  # readable after END
+    s.on_pass(NOSE, HORIZONTAL, 2, 3, 200)
+    # The ended session's counts gave way to session 0's; its id is kept for the next.
+    assert not s.used(FOREHEAD) and s.count(NOSE, HORIZONTAL) == 1 and s.current() == 0
+    s.on_pass(NOSE, HORIZONTAL, 4, 5, 200)
+    assert s.count(NOSE, HORIZONTAL) == 2
+    s.start()
+    assert s.id == 2 and s.current() == 2 and not s.used(NOSE)
+
+
 def test_session_ids_wrap_past_u16_without_zero():
     s = _session()
     s.id = 65534
