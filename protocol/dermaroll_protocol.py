@@ -978,14 +978,16 @@ def decode_response(data):
 
     Data fields (see RESPONSE_DATA) are present only when result is SUCCESS.
     Unknown result codes are returned as they are: treat them as failures.
+    A failure may name an opcode this codec does not know (the device's
+    OPCODE_NOT_SUPPORTED answer echoes the request's); a SUCCESS may not.
     """
     _need(data, 3, "response")
     op, token, result = data[0], data[1], data[2]
-    if op not in RESPONSE_DATA:
-        raise ProtocolError("response: unknown opcode 0x%02x" % op)
     fields = {"op": op, "token": token, "result": result}
     if result != SUCCESS:
         return fields
+    if op not in RESPONSE_DATA:
+        raise ProtocolError("response: unknown opcode 0x%02x" % op)
     fmt, names = RESPONSE_DATA[op]
     what = REQUESTS[op][0] + " response"
     if names and names[0] == "setting":

@@ -159,6 +159,18 @@ def test_parse_request_tells_the_device_what_to_answer():
     assert dp.opcode_name(0x7E) == "opcode 0x7e"
 
 
+def test_the_answer_to_an_unknown_opcode_decodes_but_a_success_for_it_does_not():
+    out = bytearray(3)
+    dp.encode_response(out, 0, 0x7E, 9, dp.OPCODE_NOT_SUPPORTED)
+    assert dp.decode_response(bytes(out)) == {
+        "op": 0x7E,
+        "token": 9,
+        "result": dp.OPCODE_NOT_SUPPORTED,
+    }
+    with pytest.raises(dp.ProtocolError, match="unknown opcode 0x7e"):
+        dp.decode_response(b"\x7e\x09\x01")
+
+
 def test_frame_size_limits():
     biggest = bytes(range(1, 246))
     assert len(biggest) == dp.MAX_BODY
