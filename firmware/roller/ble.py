@@ -16,7 +16,8 @@ Public API (the app owns the loop; nothing here blocks):
                                     # Status (read value, notified on change), Battery Level,
                                     #   advertised state (its counter moves on a change)
     ble.set_idle(True|False)        # slow (1 s) / normal (100 ms) advertising interval
-    ble.open_pairing_window(ms)     # a new host may bond during the next `ms`
+    ble.open_pairing_window(ms)     # a new host may bond during the next `ms` (closed
+                                    #   once one has)
     ble.close_pairing_window(); ble.pairing_window_open(); ble.has_bond()
     ble.forget_bonds()              # drop every peer bond (RAM and flash)
     ble.links                       # the BleLink slots (conn < 0: free); ble.connections()
@@ -55,7 +56,8 @@ Design:
   bond or the window is open; otherwise pairing still works but without bonding, so the
   link is encrypted and not bonded (`secure` False). As a second guard, _IRQ_SET_SECRET
   for a new peer's keys outside the window returns False (keys not stored) and that link
-  is marked insecure and disconnected.
+  is marked insecure and disconnected. The window closes once a host's keys are stored
+  (one new host per long press).
 - Bonds: {(type, key): value} for secret types 1, 2, 10, loaded from BOND_FILE before
   active(True), saved from service() (write a temp file, then rename).
 """
@@ -472,6 +474,8 @@ class Ble:
             return False
         self.secrets[k] = bytes(value)
         self._secrets_dirty = True
+        if sec_type == _SECRET_PEER:
+            self._window = False  # one new host per window; service() withdraws bonding
         return True
 
     # -- bonds --------------------------------------------------------------------------
@@ -678,8 +682,12 @@ class Ble:
             if link.dirty & _DIRTY_BATTERY and link.count < _FIFO:
                 link._put(_K_BATTERY, self._battery, 1, _FIFO)
                 link.dirty &= ~_DIRTY_BATTERY
+        # The disconnect IRQ may run between any two bytecodes here (on the virtual board:
+        # right after a radio call) and empty the queue: stop at once when it did, or the
+        # count would go below 0 and this loop would never end.
+        conn = link.conn
         mv = memoryview(link.buf)
-        while link.count:
+        while link.count > 0:
             i = link.head
             kind = link.kinds[i]
             data = mv[i * _SLOT : i * _SLOT + link.lens[i]]
@@ -688,9 +696,9 @@ class Ble:
                     if link.indicating:
                         break
                     link.indicating = True
-                    ble.gatts_indicate(link.conn, self.handles[kind], data)  # type: ignore[call-arg]
+                    ble.gatts_indicate(conn, self.handles[kind], data)  # type: ignore[call-arg]
                 else:
-                    ble.gatts_notify(link.conn, self.handles[kind], data)  # type: ignore[call-arg, arg-type]
+                    ble.gatts_notify(conn, self.handles[kind], data)  # type: ignore[call-arg, arg-type]
             except OSError as e:
                 if kind == _K_CP:
                     link.indicating = False
@@ -698,18 +706,22 @@ class Ble:
                     link.enomem += 1
                     break  # buffers full: the same slot goes again next time
                 # Not connected any more (the disconnect event follows): drop it.
+            if link.conn != conn:
+                return
             link.sent += 1
             link.head = (i + 1) % _FIFO
             link.count -= 1
         rv = memoryview(link.raw_buf)
-        while link.raw_count:
+        while link.raw_count > 0:
             i = link.raw_head
             try:
                 raw = rv[i * _RAW_MAX : i * _RAW_MAX + link.raw_lens[i]]
-                ble.gatts_notify(link.conn, self.h_raw, raw)  # type: ignore[call-arg, arg-type]
+                ble.gatts_notify(conn, self.h_raw, raw)  # type: ignore[call-arg, arg-type]
             except OSError as e:
                 if e.args[0] == _ENOMEM:
                     link.enomem += 1
                     break
+            if link.conn != conn:
+                return
             link.raw_head = (i + 1) % _RAW_SLOTS
             link.raw_count -= 1

@@ -75,6 +75,7 @@ from dermaroll_protocol import (
     NO_RESPONSE,
     NOT_PERMITTED,
     OP_CALIBRATE,
+    OP_DELETE_RECORDS,
     OP_END_SESSION,
     OP_GET_INFO,
     OP_GET_SETTING,
@@ -266,6 +267,8 @@ class Control:
             return encode_response_u8(out, 0, op, token, SUCCESS, zone)
         # Ranges, not `in (...)`: native code builds a tuple display at run time.
         if OP_REPORT_RECORDS <= op <= OP_REPORT_NUMBER:  # 0x10..0x13, ABORT included
+            if op == OP_DELETE_RECORDS:
+                self.changes += 1  # Status.oldest and errors.4 may change
             return self.records.request(link, op, token, p[2], p[3], out)
         if OP_START_SESSION <= op <= OP_RESET_COUNTS:
             return self._session_op(op, token, out)

@@ -456,6 +456,10 @@ class _Conn:
         self.key_size = 0
         self.restore: Secret | None = None
         self.pairing = False
+        # Clear while a finished pairing's keys are stored: NimBLE stores them and reports
+        # ENCRYPTION_UPDATE before it handles the next ATT request, so ATT waits for it.
+        self.settled = asyncio.Event()
+        self.settled.set()
         self.passkey: tuple[int, asyncio.Future[int]] | None = None
         self.indications_pending = 0  # queued, not yet sent
         self.in_flight: list[int] = []  # sent, awaiting confirmation
@@ -1271,6 +1275,7 @@ class VirtualRadio:
 
     async def _att_read(self, bearer: att.Bearer, attr: Any) -> bytes:
         conn = self._conn_for(bearer)
+        await conn.settled.wait()
         try:
             await self._check_permissions(conn, True, attr.ble_flags)
         except att.ATT_Error as e:
@@ -1288,6 +1293,7 @@ class VirtualRadio:
 
     async def _att_write(self, bearer: att.Bearer, attr: Any, value: bytes) -> None:
         conn = self._conn_for(bearer)
+        await conn.settled.wait()
         try:
             await self._check_permissions(conn, False, attr.ble_flags)
         except att.ATT_Error as e:
@@ -1524,6 +1530,16 @@ class VirtualRadio:
         conn = self._conns.get(connection.handle)
         if conn is None:
             return
+        conn.settled.clear()
+        try:
+            await self._store_pairing(conn, session, identity_address, keys)
+        finally:
+            conn.settled.set()
+
+    async def _store_pairing(
+        self, conn: _Conn, session: smp.Session, identity_address: hci.Address | None, keys: Any
+    ) -> None:
+        connection = session.connection
         authenticated = session.pairing_method != smp.PairingMethod.JUST_WORKS
         conn.encrypted = True
         conn.authenticated = authenticated
