@@ -15,7 +15,15 @@ from the session queue is appended to the pass log first, then printed,
 announced as a PassRecord on BLE and on the serial link, and given its
 feedback pattern; it also runs the control point, BLE, the serial link, the
 long presses (pairing window, forget bonds), the battery and Status (error
-bits of SPEC 5.3, with the ERROR pattern while the IMU is missing).
+bits of SPEC 5.3, with the ERROR pattern while the IMU is missing), and idle
+(App.rest): advertising slows down once the drum is still (roller.power), and
+after idle_sleep_s without movement the chip light-sleeps until the drum turns
+or the button is pressed -- but never while a central is connected (light
+sleep stops the BLE controller: the link would time out), a pass waits to be
+logged or announced, a feedback pattern plays, the button is held or the
+pairing window is open. Bytes on the console count as movement. After a
+sleep the sampler's clock starts again with a new SESSION line, so the time
+asleep is neither missed ticks nor a stroke.
 
 Console lines (host tools parse them; keep them exactly):
 
@@ -28,6 +36,8 @@ Console lines (host tools parse them; keep them exactly):
     PAIRING closed            it closed (timed out, or a host bonded)
     BONDS forgotten           a very long press (10 s or more) dropped every bond
     MEM free N alloc N        the heap once everything is set up (gc.mem_free/mem_alloc)
+    SLEEP seconds             light sleep after that many seconds without movement
+    WAKE button|encoder|timer what woke it (a SESSION line follows)
 
 (pass times in ms since the SESSION line, zone and direction by name, length
 with one decimal). A short press of the button (active low, 30..999 ms)
@@ -50,8 +60,10 @@ from roller.drivers.encoder import open_encoder
 from roller.drivers.imu import ImuNotFound, open_imu
 from roller.feedback import ERROR as FB_ERROR
 from roller.feedback import LOW_BATTERY as FB_LOW_BATTERY
+from roller.feedback import NONE as FB_NONE
 from roller.feedback import PAIRING as FB_PAIRING
 from roller.feedback import Feedback
+from roller.power import ADV_LINK_MS, Idle, adv_idle, light_sleep
 from roller.sampler import Sampler
 from roller.session import Session
 from roller.settings import Settings
@@ -70,6 +82,11 @@ _WDT_MS = const(8000)
 _BATTERY_MS = const(30000)
 _RECORD_SIZE = const(19)  # dermaroll_protocol.PASS_RECORD_SIZE
 _COUNTS_SIZE = const(10)  # dermaroll_protocol.ZONE_COUNTS_SIZE
+_WAKE_NAMES = {
+    machine.EXT0_WAKE: "button",
+    machine.EXT1_WAKE: "encoder",
+    machine.TIMER_WAKE: "timer",
+}
 
 
 class Button:
@@ -104,6 +121,12 @@ class Button:
             elif held >= _VERY_LONG_MS:
                 self.very_longs += 1
 
+    def woke(self, now):
+        """The press that woke the chip: its edge came in light sleep (no IRQ); count from now."""
+        if self.pin.value() == 0 and not self.down:
+            self.down = True
+            self.down_at = now
+
 
 class App:
     """The app loop's state: the pass path (log, console, links, feedback) and the links."""
@@ -133,6 +156,11 @@ class App:
         self.pairing = False  # the PAIRING pattern is on
         self.longs = 0  # button.longs and .very_longs already acted on
         self.very_longs = 0
+        self.idle = Idle(settings, self.start, sampler.encoder.read())
+        self.links = 0  # BLE connections, and when that number last changed
+        self.link_at = time.ticks_add(self.start, -ADV_LINK_MS)  # none yet
+        self.beats = []  # the supervisor's Beats: ticked on waking, the sleep is no stall
+        self.wakes = 0  # light sleeps so far: sample() restarts its clock after each
 
     def drain(self):
         """Control's `drain`: every queued pass logged now, even if BLE must skip some."""
@@ -156,6 +184,13 @@ class App:
                 self.unannounced += 1
             if not ses.pop(out):
                 return
+            # The console counts from the SESSION line; the log and the PassRecord keep
+            # device times (ticks_ms of this boot, SPEC 5.1), so a record sent again by
+            # REPORT_RECORDS is the one announced live.
+            t_start = out[3]
+            t_end = out[4]
+            out[3] = time.ticks_add(self.start, t_start)  # type: ignore[call-overload]
+            out[4] = time.ticks_add(self.start, t_end)  # type: ignore[call-overload]
             log = self.log
             if not log.append(out, ses.current(), 0):
                 self.log_errors += 1
@@ -168,8 +203,8 @@ class App:
                     out[0],
                     zones.NAMES[zone] if zone < len(zones.NAMES) else str(zone),
                     DIRECTIONS[out[2]],
-                    out[3],
-                    out[4],
+                    t_start,
+                    t_end,
                     length // 10,
                     length % 10,
                 )
@@ -181,12 +216,12 @@ class App:
                 0,
                 out[0],
                 log.boot,
-                time.ticks_add(self.start, out[4]),
+                out[4],
                 ses.current(),
                 zone,
                 out[2],
                 length,
-                out[4] - out[3],
+                t_end - t_start,
                 0,
             )
             if self.serial is not None:
@@ -267,7 +302,7 @@ class App:
             pct if pct >= 0 else proto.BATTERY_UNKNOWN,
             errors,
             log.oldest,
-            log.newest,
+            log.last_seq,  # Status.newest: the last seq assigned, stored or deleted (SPEC 5.3)
             log.boot,
             ses.current(),
             sum(ses.counts) if ses.active else 0,
@@ -296,16 +331,53 @@ class App:
                 self.feedback.clear(FB_PAIRING, now)
                 print("PAIRING closed")
 
+    def rest(self, button, now):
+        """Idle: slow advertising once still; light sleep after idle_sleep_s (module docstring)."""
+        idle = self.idle
+        if button.down:
+            idle.poke(now)
+        due = idle.update(now, self.sampler.encoder.read())
+        ble = self.ble
+        if ble is not None:
+            n = ble.connections()
+            if n != self.links:
+                self.links = n
+                self.link_at = now
+            ble.set_idle(adv_idle(idle.idle_ms(now), time.ticks_diff(now, self.link_at)))
+            if n or ble.pairing_window_open():
+                return
+        if not due or self.owed or self.ses.pending or self.feedback.playing != FB_NONE:
+            return
+        print("SLEEP", idle.idle_ms(now) // 1000)
+        reason = light_sleep(self.settings)
+        now = time.ticks_ms()
+        if reason == machine.EXT0_WAKE:
+            button.woke(now)
+        idle.poke(now)
+        for beat in self.beats:
+            beat.tick()
+        self.wakes += 1
+        print("WAKE", _WAKE_NAMES.get(reason, reason))
+
 
 async def sample(sampler, ses, button, app, beat):
-    """The device loop: tick the sampler on time, apply button presses. No flash here."""
-    start = time.ticks_ms()
-    app.start = start
-    sampler.start(start)
-    print("SESSION", start)
+    """The device loop: tick the sampler on time, apply button presses. No flash here.
+
+    The sampler's clock (a SESSION line) starts here and again after each light
+    sleep, the detector then starting afresh at rest.
+    """
+    wakes = -1
     seen = 0
     stat_at = _STAT_MS
     while True:
+        if wakes != app.wakes:
+            wakes = app.wakes
+            start = time.ticks_ms()
+            app.start = start
+            app.det.reset()
+            sampler.start(start)
+            print("SESSION", start)
+            stat_at = _STAT_MS
         wait = sampler.tick(time.ticks_ms())
         beat.tick()
         if button.presses != seen:
@@ -331,8 +403,8 @@ async def serve(app, button, beat):
             app.control.pump()
         if app.ble is not None:
             app.ble.service()
-        if app.serial is not None:
-            app.serial.poll()
+        if app.serial is not None and app.serial.poll():
+            app.idle.poke(now)
         app.buttons(button, now)
         battery = app.battery
         if battery is not None and time.ticks_diff(now, battery_at) >= 0:
@@ -342,6 +414,7 @@ async def serve(app, button, beat):
             app.dirty = True
         app.update_status(now)
         app.feedback.step(now)
+        app.rest(button, now)
         await asyncio.sleep_ms(_LOOP_MS)
 
 
@@ -399,17 +472,20 @@ def main():
         ses.start()
         snap.save(ses, ses.seq)
     app = App(settings, ses, det, sampler, log, Feedback(settings))
+    revision = proto.firmware_revision(VERSION).encode()
     control = Control(
         settings,
         ses,
         log,
-        info=(b"dermaroll", MODEL.encode(), b"", VERSION.encode()),
+        info=(b"dermaroll", MODEL.encode(), b"", revision),
         snapshot=snap,
         drain=app.drain,
         records=Records(log),
     )
     app.control = control
     app.ble = open_ble(control)
+    if app.ble is not None:  # GET_INFO answers the DIS strings (SPEC 3.3), BLE address included
+        control.info = (b"dermaroll", MODEL.encode(), app.ble.serial.encode(), revision)
     app.serial = SerialLink(lambda link, d, n: control.handle(link, d, n, link.out))
     try:
         app.battery = Battery(settings)
@@ -418,6 +494,7 @@ def main():
     gc.collect()
     print("MEM free %d alloc %d" % (gc.mem_free(), gc.mem_alloc()))
     sup = supervisor.Supervisor(wdt_ms=_WDT_MS)
+    app.beats = sup.beats
     sup.add("sampler", lambda beat: sample(sampler, ses, button, app, beat), stall_ms=2000)
     sup.add("app", lambda beat: serve(app, button, beat), stall_ms=5000)
     asyncio.run(sup.run())
