@@ -17,10 +17,25 @@ Low battery: LOW_PCT (10 %, about 3.69 V) turns `low` on, it turns off again
 only above LOW_CLEAR_PCT (15 %), so a reading that hovers does not flicker.
 
 Idle: `Idle.update(now_ms, enc_count)` tracks the last encoder movement (or
-`poke()`, e.g. a button press or BLE traffic); `due(now_ms)` says when the
-app should light-sleep (idle_sleep_s without movement, 0 = never).
+`poke()`, e.g. a button press or console traffic); `due(now_ms)` says when the
+app should light-sleep (idle_sleep_s without movement, 0 = never);
+`adv_idle()` says when advertising may slow down (roller.ble.set_idle).
 `light_sleep(settings, max_ms)` sets the wake sources (button: EXT0 on low;
-encoder: EXT1, see `encoder_wake`) and calls `machine.lightsleep`.
+encoder: EXT1, see `encoder_wake`), calls `machine.lightsleep` and takes the
+pads back from the RTC IO mux afterwards.
+
+What light sleep costs on the ESP32 (the app decides when it is worth it,
+main.py): the pulse counter does not count while the APB clock is off, so the
+one or two encoder counts whose edges wake the chip are lost (the pass that
+follows is that much short: 0.3 mm at the reference 7 counts/mm); a pin
+IRQ sees no edge either, so the press that woke the chip is not seen by the
+button's handler (the app counts it from the wake). The BLE controller stops
+too (MicroPython's ESP32 BLE build keeps IDF's default low-power clock, the
+main crystal, which ESP-IDF says cannot serve Bluetooth through light sleep):
+nothing is advertised while asleep, the advertising set resumes on waking,
+and a connection would end by its supervision timeout -- so the app does not
+sleep while a central is connected. The UART stops as well: bytes sent to
+the console while asleep are lost.
 """
 
 import time
@@ -56,13 +71,11 @@ LOW_PCT = const(10)
 LOW_CLEAR_PCT = const(15)
 _SAMPLES = const(8)
 
-# Advertising intervals (microseconds, as gap_advertise takes them). Fast:
-# 100 ms, so a host finds the roller within a second; slow: 1022.5 ms, one of
-# the intervals Apple's accessory guidelines list for saving power.
-ADV_FAST_US = const(100000)
-ADV_SLOW_US = const(1022500)
-ADV_ROLLING_MS = const(10000)  # fast while the drum moved this recently
-ADV_LINK_MS = const(30000)  # fast this long after a connect or disconnect
+# Advertising may slow down (roller.ble's idle interval) once the drum has been
+# still this long, unless a central connected or disconnected this recently (a
+# host that just lost the link reconnects faster at the fast interval).
+ADV_ROLLING_MS = const(10000)
+ADV_LINK_MS = const(30000)
 
 
 _MV = tuple(p[0] for p in CURVE)
@@ -127,10 +140,15 @@ class Battery:
 
 
 class Idle:
-    """When the roller last moved, and whether it is time for light sleep."""
+    """When the roller last moved, and whether it is time for light sleep.
+
+    Movement is the count leaving `jitter_counts` of where it last stopped: a
+    drum resting on a quadrature edge flickers one count and is still at rest.
+    """
 
     def __init__(self, settings, now_ms, count=0):
         self.limit_ms = settings["idle_sleep_s"] * 1000
+        self.jitter = settings["jitter_counts"]
         self.count = count
         self.moved_at = now_ms
 
@@ -140,7 +158,8 @@ class Idle:
 
     def update(self, now_ms, count):
         """Note the encoder count at now_ms; returns True when light sleep is due."""
-        if count != self.count:
+        d = count - self.count
+        if d > self.jitter or -d > self.jitter:
             self.count = count
             self.moved_at = now_ms
         return self.due(now_ms)
@@ -153,15 +172,13 @@ class Idle:
         return self.limit_ms > 0 and time.ticks_diff(now_ms, self.moved_at) >= self.limit_ms
 
 
-def adv_interval_us(since_move_ms, since_link_ms):
-    """The advertising interval: fast while rolling or just after a (dis)connect, else slow.
+def adv_idle(since_move_ms, since_link_ms):
+    """True when advertising may go slow: no movement and no (dis)connection lately.
 
     Arguments are ms since the last encoder movement and since the last
     connection or disconnection (a negative value: never).
     """
-    if 0 <= since_move_ms < ADV_ROLLING_MS or 0 <= since_link_ms < ADV_LINK_MS:
-        return ADV_FAST_US
-    return ADV_SLOW_US
+    return not (0 <= since_move_ms < ADV_ROLLING_MS or 0 <= since_link_ms < ADV_LINK_MS)
 
 
 def encoder_wake(a, b):
@@ -183,15 +200,21 @@ def encoder_wake(a, b):
 def light_sleep(settings, max_ms=0):
     """Light sleep until the encoder moves, the button is pressed or max_ms (0: no limit).
 
-    Returns machine.wake_reason(). Where the `esp32` module is missing (the
-    virtual board) no wake source can be set: give max_ms so the app wakes to
-    look at the encoder itself.
+    Returns machine.wake_reason() (EXT0_WAKE: the button, EXT1_WAKE: the
+    encoder, TIMER_WAKE: max_ms). Without the `esp32` module no wake pin can be
+    set: give max_ms there, or it sleeps for good.
     """
     wake_sources(settings)
     if max_ms > 0:
         machine.lightsleep(max_ms)
     else:
         machine.lightsleep()
+    # EXT0/EXT1 moved the pads to the RTC IO mux; a mode-setting Pin init gives
+    # them back to the GPIO matrix (the PCNT and the IRQs read them there).
+    for key in ("button", "enc_a", "enc_b"):
+        gpio = settings[key]
+        if gpio >= 0:
+            machine.Pin(gpio, machine.Pin.IN, machine.Pin.PULL_UP)
     return machine.wake_reason()
 
 

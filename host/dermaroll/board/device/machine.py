@@ -35,7 +35,10 @@ ESP32 port of MicroPython 1.28 where the firmware can tell the difference:
   `read_uv()`.
 - `reset()` (hard), `soft_reset()`, `deepsleep()` and power states ask the
   board runner through `board.ctl` (see vrepl.py) and wait to be replaced by
-  the next boot; `lightsleep(ms)` sleeps on the virtual clock.
+  the next boot; `lightsleep(ms)` sleeps on the virtual clock until ms or a
+  wake pin set by this folder's `esp32` module (EXT0/EXT1) reaches its level;
+  asleep, the PCNT and pin IRQs see no edge and Timers and the watchdog
+  stand still.
 - The world (the motion model playing a script, vboard.World) is advanced
   lazily: to the current virtual time whenever the firmware reads the
   encoder or an I2C device, and at its own events.
@@ -49,6 +52,8 @@ so firmware loops can be checked under `micropython.heap_lock()`.
 import errno
 import sys
 import time
+
+import utime
 
 # Soft IRQs on the ESP32 go through MicroPython's schedule queue (8 entries).
 SCHEDULE_DEPTH = 8
@@ -86,6 +91,13 @@ class _Board:
         self.world = None
         self.due_us = -1
         self.cpu_hz = 160000000
+        # Light-sleep wake sources (set by the `esp32` module) and the sleep itself.
+        self.ext0_pin = -1
+        self.ext0_level = False
+        self.ext1_pins = ()
+        self.ext1_level = False
+        self.asleep = False
+        self.woke = 0  # what ended the light sleep (EXT0_WAKE, EXT1_WAKE)
         time._hook = self
 
     # --- events on the virtual clock ---
@@ -203,8 +215,6 @@ def request(kind, arg=""):
     except AttributeError:
         pass
     ctl.write("%s %s %d\n" % (kind, arg, board.world_us()))
-    import utime
-
     while True:  # the runner ends this interpreter; nothing else runs meanwhile
         try:
             utime.sleep_ms(1000)
@@ -261,14 +271,70 @@ def freq(hz=None):
 
 
 def lightsleep(time_ms=None):
-    """Light sleep: the CPU stops for time_ms of virtual time (board events go on)."""
-    if board.ctl is not None:
-        board.ctl.write("P light %d\n" % board.world_us())
-    time.sleep_ms(time_ms if time_ms is not None and time_ms > 0 else 1000)
-    if board.ctl is not None:
-        board.ctl.write("P on %d\n" % board.world_us())
+    """Light sleep until time_ms (virtual) passes or a wake pin is at its level.
+
+    Wake pins: `esp32.wake_on_ext0` / `wake_on_ext1` (level-triggered: a pin
+    already at its level wakes at once). The world goes on (the drum, the
+    button, the trace); the chip's clocks do not: the pulse counter counts no
+    edge and pin IRQs see none (the edges that wake it are lost), and the
+    machine Timers and the watchdog stand still, resuming with the time they
+    had left. `wake_reason()` is then EXT0_WAKE, EXT1_WAKE or TIMER_WAKE.
+    Without time_ms and wake pins it sleeps for good, as the chip does.
+    """
     global _wake_reason
-    _wake_reason = TIMER_WAKE
+    b = board
+    if b.ctl is not None:
+        b.ctl.write("P light %d\n" % b.world_us())
+    t0 = time.ticks_us()
+    end = t0 + time_ms * 1000 if time_ms is not None and time_ms > 0 else -1
+    paused = [(t, t._due) for t in b.timers]
+    for t, _due in paused:
+        t._due = -1
+    wdt = b.wdt_due
+    b.wdt_due = -1
+    b.reschedule()
+    b.woke = _pin_wake(b)  # level-triggered: a pin already at its level wakes at once
+    b.asleep = not b.woke
+    try:
+        while b.asleep:  # a waking edge (Pin._update) clears it
+            v = time.ticks_us()
+            if 0 <= end <= v:
+                b.woke = TIMER_WAKE
+                break
+            # Up to the next board event (time._wait cuts there and runs it), then look again.
+            real = time._wait((end - v + 999) // 1000 if end >= 0 else -1)
+            if real != 0:
+                utime.sleep_ms(real if real > 0 else 1000)
+    finally:
+        b.asleep = False
+        slept = time.ticks_us() - t0
+        for t, due in paused:
+            if due >= 0:
+                t._due = due + slept
+        if wdt >= 0:
+            b.wdt_due = wdt + slept
+        b.reschedule()
+    _wake_reason = b.woke
+    if b.ctl is not None:
+        b.ctl.write("P on %d\n" % b.world_us())
+
+
+def _pin_wake(b):
+    """EXT0_WAKE or EXT1_WAKE when a configured wake pin is at its level, else 0."""
+    if b.ext0_pin >= 0 and b.pin(b.ext0_pin)._level == b.ext0_level:
+        return EXT0_WAKE
+    pins = b.ext1_pins
+    if pins:
+        if b.ext1_level:
+            for g in pins:
+                if b.pin(g)._level:
+                    return EXT1_WAKE
+        else:
+            for g in pins:
+                if b.pin(g)._level:
+                    return 0
+            return EXT1_WAKE
+    return 0
 
 
 def deepsleep(time_ms=0):
@@ -537,6 +603,11 @@ class Pin:
         if level == old:
             return
         self._level = level
+        if board.asleep:
+            # Light sleep: this edge wakes the chip or not, but nothing clocked sees it.
+            board.woke = _pin_wake(board)
+            board.asleep = not board.woke
+            return
         rising = level == 1
         for ch in self._watchers:
             ch.edge(rising)
@@ -660,6 +731,8 @@ class _Channel:
         self.mode_low = mode_low
 
     def edge(self, rising):
+        if board.asleep:
+            return  # light sleep: the PCNT's APB clock is off
         step = self.rising if rising else self.falling
         if not self.mode_pin._level:
             if self.mode_low == _HOLD:
