@@ -64,6 +64,7 @@ FIRMWARE_DIR = Path(roller.__file__).resolve().parent.parent
 ZONE_NAMES = zones.NAMES
 LAST_ZONE = zones.LAST
 BUTTON_GPIO = firmware_settings.NUMBERS["button"][0]  # the zone button's default pin
+BATTERY_GPIO = firmware_settings.NUMBERS["battery_adc"][0]  # the battery divider's ADC pin
 IMU_MODELS = ("mpu6050", "mpu6500", "lsm6ds3", "lsm6dso")
 # A zone press: held this long, presses this far apart, the last released this long
 # before the zone column changes (the change is in the middle of a lift).
@@ -201,6 +202,12 @@ def power_cut(t_ms: int) -> Fault:
     return Fault(t_ms, "cut")
 
 
+def torn_write(t_ms: int, keep: int) -> Fault:
+    """Cut the power in the middle of the first file write at or after t_ms (a pass log
+    append, say): only its first `keep` bytes reach the flash (device/torn.py)."""
+    return Fault(t_ms, "tear", (keep,))
+
+
 def imu_unplug(t_ms: int, duration_ms: int = 0) -> Fault:
     """The IMU stops answering on I2C (ENODEV) at t_ms; back (power-cycled) after duration_ms."""
     return Fault(t_ms, "unplug", (duration_ms,))
@@ -223,10 +230,12 @@ class BoardConfig:
     start_ms: int = 1000
     faults: list[Fault] = field(default_factory=list)
     battery_mv: int = 3900
-    battery_gpio: int = 35
+    battery_gpio: int = BATTERY_GPIO
     unique_id: str = "240ac4000001"
     radio: bool = False
     heartbeat_ms: int = 250
+    # More zone-button presses, world ms [down, up], besides the script's (long ones too).
+    presses: list[list[int]] = field(default_factory=list)
 
 
 class VirtualBoard:
@@ -318,8 +327,8 @@ class VirtualBoard:
             path = os.path.join(self._tmp, "world.bin")
             write_world_trace(trace, path)
             world["trace"] = path
-            world["button"]["presses"] = self.presses
             self.script_end_ms = cfg.start_ms + trace.duration_ms
+        world["button"]["presses"] = self.presses + [list(p) for p in cfg.presses]
         self._world = world
         self._ctl_r, self._ctl_w = os.pipe()
         os.set_blocking(self._ctl_r, False)

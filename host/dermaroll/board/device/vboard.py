@@ -213,7 +213,8 @@ class World:
     - imu: {kind, bus, addr, mount}: the chip attached, and how it is mounted;
     - button: {gpio, presses: [[down_ms, up_ms], ...]} in world time; the pad
       has a pull-up and is pulled low while pressed;
-    - faults: [[t_ms, kind, args...], ...] in world time (see `_fault`);
+    - faults: [[t_ms, kind, args...], ...] in world time (see `_event`; a
+      `tear` fault also wraps the files opened for writing: device/torn.py);
     - battery: {gpio, uv} a constant pad voltage;
     - heartbeat_ms: how often the world time is reported on `ctl`.
 
@@ -257,6 +258,10 @@ class World:
         now = time.ticks_us()
         ev = [e for e in ev if e[0] >= now]
         ev.sort(key=lambda e: e[0])
+        if any(e[1] == "tear" for e in ev):
+            import torn  # only then: it wraps every file opened for writing
+
+            torn.install()
         self.events = ev
         self.ev_i = 0
         self.beat_us = cfg.get("heartbeat_ms", 250) * 1000
@@ -395,6 +400,11 @@ class World:
         elif kind == "cut":
             # Power cut: the world stops here; the runner kills the interpreter.
             machine.request("C", "cut")
+        elif kind == "tear":
+            # Power cut in the middle of the next flash write: args[0] bytes of it land.
+            import torn
+
+            torn.arm(args[0], self.report)
         elif kind == "unplug":
             unplug(self.bus, self.addr)
             self.report("unplug imu 0x%02x" % self.addr)
