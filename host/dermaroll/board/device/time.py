@@ -16,7 +16,8 @@ board), is
   or asyncio waiting in select.poll, see this folder's `select.py`), virtual
   time jumps to the end of the wait at once (`skipped_us` grows) instead of
   the process sleeping. Busy code still costs virtual time at `speed` x its
-  real duration, so a busy-wait on ticks_ms() ends.
+  real duration, so a busy-wait on ticks_ms() ends. The radio's calls are
+  not charged (`_uncharge`) as far as the clock is ahead of the real one.
 
 Waits are also cut short at the board's next event (`_hook.due_us`: machine
 Timers, the watchdog, scheduled faults, the world's next button edge, the
@@ -73,6 +74,25 @@ def settings():
 
 def _vus():
     return _skipped + ticks_diff(_real_us(), _real0) * _speed // 1000
+
+
+def _uncharge(real_us):
+    """Give back the virtual time of `real_us` real microseconds the chip would not spend.
+
+    The radio's calls (bluetooth.py) are round trips to the board runner's
+    process here, a local NimBLE call of tens of microseconds on an ESP32;
+    charging them would make the app look slower than it is. Never further
+    back than the real clock (see the module doc): at speed 1 without skips
+    nothing can be given back.
+    """
+    global _skipped
+    floor = _real_us()
+    give = real_us * _speed // 1000
+    room = _vus() - floor
+    if give > room:
+        give = room
+    if give > 0:
+        _skipped -= give
 
 
 def _check():
