@@ -80,6 +80,7 @@ _LOOP_MS = const(5)
 # fed from a timer so the REPL stays (roller.supervisor).
 _WDT_MS = const(8000)
 _BATTERY_MS = const(30000)
+_SLEEP_SLICE_MS = const(4000)  # light sleep slices: well within _WDT_MS
 _RECORD_SIZE = const(19)  # dermaroll_protocol.PASS_RECORD_SIZE
 _COUNTS_SIZE = const(10)  # dermaroll_protocol.ZONE_COUNTS_SIZE
 _WAKE_NAMES = {
@@ -159,7 +160,7 @@ class App:
         self.idle = Idle(settings, self.start, sampler.encoder.read())
         self.links = 0  # BLE connections, and when that number last changed
         self.link_at = time.ticks_add(self.start, -ADV_LINK_MS)  # none yet
-        self.beats = []  # the supervisor's Beats: ticked on waking, the sleep is no stall
+        self.sup = None  # the Supervisor: its WDT fed while asleep, its Beats ticked on waking
         self.wakes = 0  # light sleeps so far: sample() restarts its clock after each
 
     def drain(self):
@@ -349,12 +350,21 @@ class App:
         if not due or self.owed or self.ses.pending or self.feedback.playing != FB_NONE:
             return
         print("SLEEP", idle.idle_ms(now) // 1000)
-        reason = light_sleep(self.settings)
+        # In slices shorter than the watchdog's timeout, fed in between: whether the
+        # task watchdog stands still in light sleep is not something to bet a reset on.
+        sup = self.sup
+        count = self.sampler.encoder.read()
+        while True:
+            reason = light_sleep(self.settings, _SLEEP_SLICE_MS)
+            if reason != machine.TIMER_WAKE or self.sampler.encoder.read() != count:
+                break
+            if sup is not None and sup.wdt is not None:
+                sup.wdt.feed()
         now = time.ticks_ms()
         if reason == machine.EXT0_WAKE:
             button.woke(now)
         idle.poke(now)
-        for beat in self.beats:
+        for beat in sup.beats if sup is not None else ():
             beat.tick()
         self.wakes += 1
         print("WAKE", _WAKE_NAMES.get(reason, reason))
@@ -494,7 +504,7 @@ def main():
     gc.collect()
     print("MEM free %d alloc %d" % (gc.mem_free(), gc.mem_alloc()))
     sup = supervisor.Supervisor(wdt_ms=_WDT_MS)
-    app.beats = sup.beats
+    app.sup = sup
     sup.add("sampler", lambda beat: sample(sampler, ses, button, app, beat), stall_ms=2000)
     sup.add("app", lambda beat: serve(app, button, beat), stall_ms=5000)
     asyncio.run(sup.run())
