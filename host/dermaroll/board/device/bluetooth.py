@@ -49,11 +49,13 @@ import gc
 import json
 import struct
 import sys
+import time  # the board's virtual clock: radio calls are not charged to it
 
 import micropython
 import uos as os  # the real modules: this folder shadows `os`, `select` and `time`
 import uselect as select  # (virtual time must not leak into the radio's thread)
 import usocket as socket
+import utime
 from micropython import const
 
 FLAG_READ = const(0x0002)
@@ -244,7 +246,14 @@ class _Link:
             self.send_lock.release()
 
     def call(self, obj):
-        """Send a call and wait for its reply (the main thread only)."""
+        """Send a call and wait for its reply (the main thread only); no virtual time passes."""
+        t0 = utime.ticks_us()
+        try:
+            return self._call(obj)
+        finally:
+            time._uncharge(utime.ticks_diff(utime.ticks_us(), t0))
+
+    def _call(self, obj):
         if not self.open:
             raise OSError(errno.EIO)
         self.next_id += 1
@@ -359,12 +368,14 @@ class _Link:
         self.hold -= 1
         if self.hold or self.draining:
             return
+        # No branch while the lock is held: a jump runs pending scheduled work, and a
+        # _drain there would wait for this lock, held by its own thread: a deadlock.
         self.lock.acquire()
-        start = bool(self.queue) and not self.scheduled
-        if start:
-            self.scheduled = True
+        queued = len(self.queue)
+        scheduled = self.scheduled
         self.lock.release()
-        if start:
+        if queued and not scheduled:
+            self.scheduled = True  # if the reader schedules one too, that drain finds none
             try:
                 micropython.schedule(self._drain, None)
             except RuntimeError:  # the schedule queue is full: deliver now
