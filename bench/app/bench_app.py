@@ -43,11 +43,12 @@ for _p in (ROOT / "host", ROOT / "protocol", ROOT):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from bleak import BleakClient, BleakScanner  # noqa: E402
+from bleak import BleakClient  # noqa: E402
 
 import dermaroll_protocol as p  # noqa: E402
 from dermaroll.board import bleak_backend, runner  # noqa: E402
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble  # noqa: E402
+from dermaroll.board.bleak_backend import BleakClientBumble  # noqa: E402
+from tests.board.boardtest import find_roller  # noqa: E402
 
 REST_MS = 8000  # the roller resting after boot: the host connects meanwhile
 STAT_MS = 60000  # main.py prints STAT every 60 s of sampler time
@@ -134,10 +135,7 @@ class Run:
 
 async def _host(board: runner.VirtualBoard, run: Run, transfer_at_ms: float, end_ms: float) -> None:
     """Subscribe to everything, ask REPORT_RECORDS (all) at transfer_at_ms, read Status around."""
-    device = await BleakScanner.find_device_by_filter(
-        lambda d, ad: p.SERVICE_UUID in ad.service_uuids, timeout=5, backend=BleakScannerBumble
-    )
-    assert device is not None, "the board was not found by its service UUID"
+    device = await find_roller()
     responses: list[dict] = []
 
     def on_record(_c: object, data: bytearray) -> None:
@@ -291,11 +289,7 @@ async def stat_at(flash: Path, speed: float | None, host: bool) -> dict[str, int
         if host:
             bleak_backend.use_radio(board.radio)
             try:
-                device = await BleakScanner.find_device_by_filter(
-                    lambda d, ad: p.SERVICE_UUID in ad.service_uuids,
-                    timeout=5,
-                    backend=BleakScannerBumble,
-                )
+                device = await find_roller()
                 async with BleakClient(device, backend=BleakClientBumble) as client:
                     await client.start_notify(p.PASS_RECORD_UUID, lambda _c, _d: None)
                     await board.wait_line(_STAT_RE.pattern, timeout=90)

@@ -20,18 +20,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from dermaroll_protocol import PASS_RECORD_FIELDS
+
 # The fields that make a record; equal fields = the same record (SPEC 5.1).
-FIELDS = (
-    "seq",
-    "boot",
-    "t_end_ms",
-    "session",
-    "zone",
-    "direction",
-    "length_01mm",
-    "duration_ms",
-    "flags",
-)
+FIELDS = PASS_RECORD_FIELDS
 
 
 class RecordSync:

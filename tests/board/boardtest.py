@@ -12,8 +12,12 @@ import tty
 from pathlib import Path
 
 import pytest
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
 
+import dermaroll_protocol as dp
 from dermaroll.board import runner
+from dermaroll.board.bleak_backend import BleakScannerBumble
 
 MPREMOTE = Path(sys.executable).with_name("mpremote")
 
@@ -23,6 +27,17 @@ def need_micropython() -> None:
         if os.environ.get("CI"):
             pytest.fail(runner.MICROPYTHON_MISSING)
         pytest.skip(runner.MICROPYTHON_MISSING)
+
+
+async def find_roller(timeout: float = 5) -> BLEDevice:
+    """The board advertising the dermaroll service, found by unchanged bleak (Bumble backend)."""
+    device = await BleakScanner.find_device_by_filter(
+        lambda _d, ad: dp.SERVICE_UUID in ad.service_uuids,
+        timeout=timeout,
+        backend=BleakScannerBumble,
+    )
+    assert device is not None, "the board was not found by its service UUID"
+    return device
 
 
 async def mpremote(

@@ -17,13 +17,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble
+from dermaroll.board.bleak_backend import BleakClientBumble
 from dermaroll.scoring import DIRECTIONS, Score
-from tests.board.boardtest import need_micropython
+from tests.board.boardtest import find_roller, need_micropython
 from tests.board.serialhost import SerialHost
 
 REST_MS = 20000  # no zone, the roller resting: the hosts connect meanwhile
@@ -49,10 +49,7 @@ def counts_tally(counts: list[dict]) -> dict[tuple[str, str], int]:
 
 async def ble_host(board: runner.VirtualBoard, started: asyncio.Event) -> dict:
     """Subscribe to passes, wait for the script's end, ask REPORT_COUNTS."""
-    device = await BleakScanner.find_device_by_filter(
-        lambda d, ad: p.SERVICE_UUID in ad.service_uuids, timeout=5, backend=BleakScannerBumble
-    )
-    assert device is not None, "the board was not found by its service UUID"
+    device = await find_roller()
     records: list[dict] = []
     counts: list[dict] = []
     responses: list[dict] = []

@@ -34,13 +34,13 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble
+from dermaroll.board.bleak_backend import BleakClientBumble
 from dermaroll.scoring import DIRECTIONS, match
-from tests.board.boardtest import need_micropython
+from tests.board.boardtest import find_roller, need_micropython
 from tests.board.serialhost import SerialHost, request_frame
 
 SEED = int(os.environ.get("DERMAROLL_FUZZ_SEED", "2026"))
@@ -516,12 +516,7 @@ async def fuzz(flash: Path) -> dict:
         try:
             serial = SerialFuzz(host, model)
             await serial.start()
-            device = await BleakScanner.find_device_by_filter(
-                lambda d, ad: p.SERVICE_UUID in ad.service_uuids,
-                timeout=5,
-                backend=BleakScannerBumble,
-            )
-            assert device is not None, "the board was not found by its service UUID"
+            device = await find_roller()
             lost = []
             async with BleakClient(
                 device, backend=BleakClientBumble, disconnected_callback=lost.append

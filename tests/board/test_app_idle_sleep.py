@@ -22,14 +22,13 @@ import json
 import time
 from pathlib import Path
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 
-import dermaroll_protocol as p
 from dermaroll import motion
 from dermaroll.board import bleak_backend, runner
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble
+from dermaroll.board.bleak_backend import BleakClientBumble
 from dermaroll.scoring import Score
-from tests.board.boardtest import need_micropython
+from tests.board.boardtest import find_roller, need_micropython
 
 SLICE_MS = 4000  # main.py's _SLEEP_SLICE_MS
 IDLE_SLEEP_S = 20
@@ -92,12 +91,7 @@ async def connected_run(flash: Path) -> tuple[runner.VirtualBoard, dict, float]:
         bleak_backend.use_radio(board.radio)
         try:
             await board.wait_line("^SESSION ")
-            device = await BleakScanner.find_device_by_filter(
-                lambda d, ad: p.SERVICE_UUID in ad.service_uuids,
-                timeout=5,
-                backend=BleakScannerBumble,
-            )
-            assert device is not None, "the board was not found"
+            device = await find_roller()
             async with BleakClient(device, backend=BleakClientBumble) as client:
                 assert client.is_connected
                 last = board.config.start_ms + board.truth[-1].t_end_ms

@@ -34,17 +34,17 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble
+from dermaroll.board.bleak_backend import BleakClientBumble
 from dermaroll.board.radio import VirtualRadio
 from dermaroll.recordsync import RecordSync
 from dermaroll.scoring import DIRECTIONS
 from tests.board.boardkit import DeviceProcess, aio
-from tests.board.boardtest import need_micropython
+from tests.board.boardtest import find_roller, need_micropython
 
 SEED = int(os.environ.get("DERMAROLL_DROP_SEED", "7"))
 DROPS_MIN = 24  # drop -> reconnect -> resync cycles (the must-show asks for >= 20)
@@ -58,10 +58,7 @@ TRANSFER_MIN = 8  # before a "transfer" connection, let this many records pile u
 
 
 async def find_board() -> BLEDevice:
-    device = await BleakScanner.find_device_by_filter(
-        lambda d, ad: p.SERVICE_UUID in ad.service_uuids, timeout=5, backend=BleakScannerBumble
-    )
-    assert device is not None, "the board does not advertise (after a drop?)"
+    device = await find_roller()
     return device
 
 

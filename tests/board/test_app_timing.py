@@ -21,12 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble
-from tests.board.boardtest import need_micropython
+from dermaroll.board.bleak_backend import BleakClientBumble
+from tests.board.boardtest import find_roller, need_micropython
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "app"))
 import bench_app  # noqa: E402
@@ -79,12 +79,7 @@ async def _busy_radio(flash: Path) -> tuple[runner.VirtualBoard, dict, int, int]
         await board.wait_line("^SESSION ")
         bleak_backend.use_radio(board.radio)
         try:
-            device = await BleakScanner.find_device_by_filter(
-                lambda d, ad: p.SERVICE_UUID in ad.service_uuids,
-                timeout=5,
-                backend=BleakScannerBumble,
-            )
-            assert device is not None
+            device = await find_roller()
             async with BleakClient(device, backend=BleakClientBumble) as client:
                 await client.start_notify(
                     p.PASS_RECORD_UUID, lambda _c, d: records.append(p.decode_pass_record(d)["seq"])

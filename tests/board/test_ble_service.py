@@ -15,14 +15,15 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bumble.core import UUID as BumbleUUID
 
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend
-from dermaroll.board.bleak_backend import BleakClientBumble, BleakScannerBumble
+from dermaroll.board.bleak_backend import BleakClientBumble
 from dermaroll.board.radio import VirtualRadio
 from tests.board.boardkit import Central, DeviceProcess, aio
+from tests.board.boardtest import find_roller
 
 NAME = "dermaroll-0001"  # the radio's default address 24:0A:C4:00:00:01
 CHARS = {
@@ -89,14 +90,6 @@ async def rig() -> AsyncIterator[Rig]:
                     await r.dev.stop()
 
 
-async def find() -> object:
-    device = await BleakScanner.find_device_by_filter(
-        lambda d, ad: p.SERVICE_UUID in ad.service_uuids, timeout=5, backend=BleakScannerBumble
-    )
-    assert device is not None, "the board was not found by its service UUID"
-    return device
-
-
 def response_collector() -> tuple[list[bytes], asyncio.Event, callable]:
     got: list[bytes] = []
     event = asyncio.Event()
@@ -146,7 +139,7 @@ async def test_discovery_information_and_advertised_state() -> None:
             "major": 1, "state": 2, "zone": 3, "passes": 17, "battery": 90, "counter": 1
         }  # fmt: skip
 
-        device = await find()
+        device = await find_roller()
         assert device.name == NAME
         async with BleakClient(device, backend=BleakClientBumble) as client:
             ours = client.services.get_service(p.SERVICE_UUID)
@@ -199,7 +192,7 @@ async def test_pass_burst_complete_and_in_order_despite_enomem() -> None:
             if len(got) == count:
                 done.set()
 
-        async with BleakClient(await find(), backend=BleakClientBumble) as client:
+        async with BleakClient(await find_roller(), backend=BleakClientBumble) as client:
             await client.start_notify(p.PASS_RECORD_UUID, on_pass)
             await r.dev.x("burst(%d)" % count)
             await asyncio.wait_for(done.wait(), 15)
@@ -266,7 +259,7 @@ async def test_control_point_security_and_bonds_across_restart() -> None:
     async with rig() as r:
         assert r.dev is not None
         got, event, on = response_collector()
-        device = await find()
+        device = await find_roller()
         async with BleakClient(device, backend=BleakClientBumble) as client:
             await client.start_notify(p.CONTROL_POINT_UUID, on)
             # Open opcode: answered on an unbonded link.
@@ -291,7 +284,7 @@ async def test_control_point_security_and_bonds_across_restart() -> None:
         dev = await r.boot()
         assert await dev.e("ble.has_bond()") is True
         got.clear()
-        async with BleakClient(await find(), backend=BleakClientBumble) as client:
+        async with BleakClient(await find_roller(), backend=BleakClientBumble) as client:
             await client.start_notify(p.CONTROL_POINT_UUID, on)
             await client.pair()  # the backend encrypts with the stored keys (no new pairing)
             async with asyncio.timeout(5):
@@ -383,7 +376,7 @@ async def test_readvertises_after_link_loss_and_reconnects() -> None:
     async with rig() as r:
         assert r.dev is not None
         lost = asyncio.Event()
-        device = await find()
+        device = await find_roller()
         client = BleakClient(
             device, disconnected_callback=lambda _c: lost.set(), backend=BleakClientBumble
         )
@@ -398,7 +391,7 @@ async def test_readvertises_after_link_loss_and_reconnects() -> None:
                 await asyncio.sleep(0.02)
         await r.dev.wait_line("CLOSED")  # on_closed ran (from service(), not the IRQ)
         # Found again by its service UUID, and a new connection works.
-        async with BleakClient(await find(), backend=BleakClientBumble) as client:
+        async with BleakClient(await find_roller(), backend=BleakClientBumble) as client:
             status = p.decode_status(await client.read_gatt_char(p.STATUS_UUID))
             assert status["major"] == 1
             assert len(await r.links()) == 1
