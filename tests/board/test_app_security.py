@@ -7,8 +7,8 @@ identity and bond store, all plain bleak through the Bumble backend: A reaches
 the radio in this process, B and C through its HCI transport (as other laptops
 would).
 
-The virtual board keeps no record of output pin levels (machine.Pin writes
-stay inside the interpreter), so the LED's PAIRING blink is not observed here.
+The LED (settings `led`, GPIO2) is watched through the board's output-pin
+events: it blinks the PAIRING pattern while a window is open, and only then.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from bleak import BleakClient
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
 from dermaroll.board.bleak_backend import BleakClientBumble
-from tests.board.boardtest import need_micropython
-from tests.board.test_ble_service import find, request, response_collector
+from tests.board.boardtest import find_roller, need_micropython
+from tests.board.test_ble_service import request, response_collector
 
 SPEED = 2
 WINDOW_S = 10  # pairing_window_s's lowest value, set over BLE by the first bonded host
@@ -99,7 +99,9 @@ async def connect(
 ) -> tuple[BleakClient, Host]:
     """Host `name` connected to the board (on_lost: bleak's disconnected_callback)."""
     use_host(name, board)
-    client = BleakClient(await find(), disconnected_callback=on_lost, backend=BleakClientBumble)
+    client = BleakClient(
+        await find_roller(), disconnected_callback=on_lost, backend=BleakClientBumble
+    )
     await client.connect()
     return client, await Host(client).start()
 
@@ -172,6 +174,7 @@ async def scenario(flash: Path) -> dict:
         await a_client.disconnect()
         bleak_backend.use_transport(None)  # B's and C's way goes with this radio
     out["real"] = time.monotonic() - t0
+    out["events"] = board.events
     return out
 
 
@@ -199,4 +202,17 @@ def test_bonded_opcodes_and_the_pairing_window_on_the_button(tmp_path: Path) -> 
     assert FORGET_PRESS[1] - 100 <= forgot < FORGET_PRESS[1] + 500
     assert closed1 - open1 < WINDOW_S * 1000 / 2  # closed by B's bond, not by time
     assert WINDOW_S * 1000 - 100 <= closed2 - open2 < WINDOW_S * 1000 + 500
+    # The LED: the PAIRING blink (0.5 s on, 0.5 s off) while a window is open, dark
+    # otherwise (no motion, no error, a full battery: no other pattern plays).
+    led = [(ms, line.split()[2]) for ms, line in res["events"] if line.startswith("O 2 ")]
+    assert led and all(open1 - 100 <= ms for ms, _level in led), led
+
+    def edges(a: float, b: float) -> list[str]:
+        return [level for ms, level in led if a <= ms < b]
+
+    assert edges(open1 - 100, open1 + 900)[:2] == ["1", "0"], led  # on at once, then off
+    assert edges(closed1 + 100, open2 - 100) == [], led
+    blink = edges(open2 - 100, closed2 + 100)
+    assert 2 * WINDOW_S - 2 <= len(blink) <= 2 * WINDOW_S + 2, blink  # 1 Hz for WINDOW_S
+    assert blink[-1] == "0" and edges(closed2 + 100, forgot + 1000) == [], led
     assert res["real"] < 60

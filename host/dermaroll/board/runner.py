@@ -558,7 +558,7 @@ class VirtualBoard:
             self._set_world(int(parts[1]) * 1000)
             self.fault_log.append(" ".join(parts[2:]))
             self.events.append((int(parts[1]), "F " + " ".join(parts[2:])))
-        elif kind == "P":
+        elif kind in ("P", "O"):  # power states; output pin levels ("O gpio level us")
             self._set_world(int(parts[-1]))
             self.events.append((int(parts[-1]) / 1000, line))
         elif kind in ("H", "S", "W", "D", "C"):

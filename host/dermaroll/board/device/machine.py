@@ -603,6 +603,9 @@ class Pin:
         if level == old:
             return
         self._level = level
+        ctl = board.ctl
+        if ctl is not None and mode != Pin.IN:  # an output: the LED, the motor (runner events)
+            ctl.write("O %d %d %d\n" % (self.id, level, board.world_us()))
         if board.asleep:
             # Light sleep: this edge wakes the chip or not, but nothing clocked sees it.
             board.woke = _pin_wake(board)
