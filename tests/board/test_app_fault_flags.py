@@ -6,8 +6,8 @@ unplugged mid-session (bit 0, ERROR_IMU_MISSING, while it is away; passes are
 still counted and BLE stays up), or settings.json is corrupt at boot (bit 1,
 ERROR_SETTINGS_INVALID, with the defaults in use).
 
-The virtual board keeps no record of output pin levels, so the ERROR LED
-pattern that goes with bit 0 is not observed here.
+While bit 0 is set the LED repeats the ERROR pattern (the board's output-pin
+events show it), which outranks the pass patterns: the motor stays still.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 import dermaroll_protocol as p
 from dermaroll.board import runner
 from dermaroll.scoring import Score, match
+from roller import settings as firmware_settings
 from tests.board.boardtest import need_micropython
 from tests.board.test_app_security import connect
 
@@ -36,6 +37,8 @@ UNPLUG_MS, UNPLUG_FOR_MS = 30_000, 15_000  # world ms, while the roller rolls
 # The sampler notices a dead IMU at its next drain (imu_drain_ms 80) and retries
 # every second; Status goes out on the app loop's next turn.
 NOTICE_MS = 1_500
+LED_GPIO = firmware_settings.NUMBERS["led"][0]
+MOTOR_GPIO = firmware_settings.NUMBERS["motor"][0]
 
 
 async def unplugged_session(flash: Path) -> tuple[runner.VirtualBoard, dict]:
@@ -110,6 +113,17 @@ def test_imu_unplugged_sets_the_error_bit_passes_still_counted_ble_up(tmp_path: 
     s.add(board.truth, console)
     assert s.f1 >= 0.99, s.report()
     assert res["last"]["newest"] == len(console)
+
+    # The ERROR pattern while bit 0 was set: three 100 ms flashes a second (6 edges),
+    # the pass patterns (motor and LED) dropped meanwhile; none of it afterwards.
+    def edges(gpio: int, a: float, b: float) -> int:
+        pin = "O %d " % gpio
+        return sum(1 for ms, line in board.events if line.startswith(pin) and a <= ms < b)
+
+    away_s = (clear_ms - set_ms) / 1000
+    assert abs(edges(LED_GPIO, set_ms + 100, clear_ms) - 6 * away_s) <= 8, (set_ms, clear_ms)
+    assert edges(MOTOR_GPIO, set_ms + 100, clear_ms) == 0
+    assert edges(LED_GPIO, clear_ms + 1000, clear_ms + 4000) < 6
     # BLE stayed up: the one connection lasted the whole session.
     assert res["connected"] and res["lost"] == 0
     assert res["real"] < 45, res["real"]
