@@ -64,6 +64,7 @@ from roller.feedback import NONE as FB_NONE
 from roller.feedback import PAIRING as FB_PAIRING
 from roller.feedback import Feedback
 from roller.power import ADV_LINK_MS, Idle, adv_idle, light_sleep
+from roller.recent import Recent
 from roller.sampler import Sampler
 from roller.session import Session
 from roller.settings import Settings
@@ -81,6 +82,7 @@ _LOOP_MS = const(5)
 _WDT_MS = const(8000)
 _BATTERY_MS = const(30000)
 _SLEEP_SLICE_MS = const(4000)  # light sleep slices: well within _WDT_MS
+_RECENT_MS = const(60000)  # Status overrun/encoder bits: a counter that grew this recently
 _RECORD_SIZE = const(19)  # dermaroll_protocol.PASS_RECORD_SIZE
 _COUNTS_SIZE = const(10)  # dermaroll_protocol.ZONE_COUNTS_SIZE
 _WAKE_NAMES = {
@@ -154,6 +156,8 @@ class App:
         self.changes = 0  # control.changes when Status was last sent
         self.sent = -1  # state << 16 | errors of the Status last sent
         self.errors = 0
+        self.overruns = Recent(_RECENT_MS)  # sampler.missed
+        self.enc_errors = Recent(_RECENT_MS)  # encoder.errors
         self.pairing = False  # the PAIRING pattern is on
         self.longs = 0  # button.longs and .very_longs already acted on
         self.very_longs = 0
@@ -252,17 +256,17 @@ class App:
         )
         self.ble.update_counts(self.counts, _COUNTS_SIZE)
 
-    def error_bits(self):
-        """Status.errors now (SPEC 5.3)."""
+    def error_bits(self, now):
+        """Status.errors now (SPEC 5.3): overruns and encoder errors of the last minute."""
         sampler = self.sampler
         e = 0
         if not sampler.imu_present():
             e |= proto.ERROR_IMU_MISSING
         if self.settings.error:
             e |= proto.ERROR_SETTINGS_INVALID
-        if sampler.missed:
+        if self.overruns.grew(sampler.missed, now):
             e |= proto.ERROR_SAMPLER_OVERRUN
-        if sampler.encoder.errors:
+        if self.enc_errors.grew(sampler.encoder.errors, now):
             e |= proto.ERROR_ENCODER
         if self.log.overflow:
             e |= proto.ERROR_LOG_OVERFLOW
@@ -270,7 +274,7 @@ class App:
 
     def update_status(self, now):
         """Status on BLE (read value, notified on change) and the ERROR pattern, on change."""
-        errors = self.error_bits()
+        errors = self.error_bits(now)
         # A missing IMU is the one error the user can fix (its cable): show it.
         if (errors ^ self.errors) & proto.ERROR_IMU_MISSING:
             if errors & proto.ERROR_IMU_MISSING:
