@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND@MS[:DUR]",
         action="append",
         default=[],
-        help="inject a fault at world time MS: cut@MS, unplug@MS[:DUR], noise@MS:DUR (repeatable)",
+        help="inject a fault at world time MS: cut@MS, unplug@MS[:DUR], noise@MS:DUR,"
+        " tear@MS[:KEEP] (the next flash write keeps KEEP bytes, then the power goes) (repeatable)",
     )
     p.add_argument("--no-radio", action="store_true", help="no virtual BLE radio")
     p.add_argument("--quiet", action="store_true", help="do not echo the console here")
@@ -492,7 +493,9 @@ def _parse_fault(text: str) -> Any:
         if not dur_ms:
             raise UsageError("--fault %s: noise wants a duration, noise@MS:DUR" % text)
         return runner.encoder_noise(t_ms, dur_ms)
-    raise UsageError("--fault %s: unknown fault %r (cut, unplug, noise)" % (text, kind))
+    if kind == "tear":  # the number after ':' is the bytes the torn write keeps
+        return runner.torn_write(t_ms, dur_ms)
+    raise UsageError("--fault %s: unknown fault %r (cut, unplug, noise, tear)" % (text, kind))
 
 
 async def _sim(args: argparse.Namespace, speed: float | None, script: Any, faults: list) -> int:

@@ -93,6 +93,14 @@ def test_sim_rejects_bad_arguments_in_one_line(tmp_path):
         assert proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_fault_arguments_name_the_runner_faults():
+    from dermaroll.cli import _parse_fault
+
+    assert _parse_fault("tear@5000:7") == runner.torn_write(5000, 7)
+    assert _parse_fault("cut@10") == runner.power_cut(10)
+    assert _parse_fault("unplug@1:2") == runner.imu_unplug(1, 2)
+
+
 def test_demo_runs_on_the_virtual_board_and_shows_passes_live():
     need_micropython()
     proc = subprocess.run(
