@@ -31,7 +31,7 @@ Console lines (host tools parse them; keep them exactly):
     SESSION ticks_ms          the ticks_ms value the pass times count from
     PASS seq zone direction t_start_ms t_end_ms length_mm
     ZONE name                 when the zone changes
-    STAT key=value ...        every 60 s
+    STAT key=value ...        every 60 s: the sampler's counters, log_errors, unannounced
     PAIRING open SECONDS      a long press (3-9.9 s) opened the pairing window
     PAIRING closed            it closed (timed out, or a host bonded)
     BONDS forgotten           a very long press (10 s or more) dropped every bond
@@ -402,6 +402,8 @@ async def sample(sampler, ses, button, app, beat):
         if sampler.t >= stat_at:
             stat_at += _STAT_MS
             st = sampler.stats()
+            st["log_errors"] = app.log_errors  # appends that failed (the pass was still sent)
+            st["unannounced"] = app.unannounced  # live PassRecords BLE had no room for
             print("STAT " + " ".join("%s=%s" % (k, st[k]) for k in sorted(st)))
         await asyncio.sleep_ms(wait if wait > 0 else 0)
 
