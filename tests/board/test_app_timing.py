@@ -104,11 +104,20 @@ async def _busy_radio(flash: Path) -> tuple[runner.VirtualBoard, dict, int, int]
     return board, responses[0], len(records), answered
 
 
+# Missed sampler slots the host may cause in the 24,000 ticks of this run. Skip mode
+# charges busy code by wall time, so the interpreter preempted on a loaded machine
+# shows up as a late tick: alone on this 2-core machine 0 in 8 of 9 runs (1 once,
+# with another test running beside it), three copies at once 0-8. An app that holds
+# the loop past a 5 ms slot while it sends (a busy wait of 6 ms in the record
+# transfer's pump, tried) misses 600 and more.
+HOST_NOISE_SLOTS = 50
+
+
 def test_no_sampler_overrun_during_notifications_and_the_transfer(tmp_path: Path) -> None:
     """Skip mode: virtual time is the firmware's own work (radio calls, local on an ESP32,
-    are not charged; waits jump), so a late tick here is the app's doing, not the host's
-    load. (At speed 1 the host's scheduling and the radio's round trips count too: the
-    bench prints those numbers, no test can judge them.)"""
+    are not charged; waits jump), so late ticks here are the app's doing, up to the few a
+    busy host can add (HOST_NOISE_SLOTS). (At speed 1 the host's scheduling and the
+    radio's round trips count in full: the bench prints those numbers.)"""
     need_micropython()
     board, response, received, answered = asyncio.run(_busy_radio(tmp_path))
     assert response["result"] == p.SUCCESS and response["count"] >= CAPACITY, response
@@ -118,5 +127,5 @@ def test_no_sampler_overrun_during_notifications_and_the_transfer(tmp_path: Path
     stats = [line for line in board.lines[answered:] if line.startswith("STAT ")]
     fields = dict(kv.split("=") for kv in stats[0].split()[1:])
     print(stats[0])
-    assert int(fields["late"]) == 0 and int(fields["missed"]) == 0, stats[0]
+    assert int(fields["missed"]) <= HOST_NOISE_SLOTS, stats[0]
     assert int(fields["imu_overflows"]) == 0, stats[0]
