@@ -18,6 +18,7 @@ from bleak.backends.device import BLEDevice
 import dermaroll_protocol as dp
 from dermaroll.board import runner
 from dermaroll.board.bleak_backend import BleakScannerBumble
+from dermaroll.scoring import DIRECTIONS
 
 MPREMOTE = Path(sys.executable).with_name("mpremote")
 
@@ -38,6 +39,16 @@ async def find_roller(timeout: float = 5) -> BLEDevice:
     )
     assert device is not None, "the board was not found by its service UUID"
     return device
+
+
+def counts_tally(counts: list[dict]) -> dict[tuple[str, str], int]:
+    """ZoneCounts messages (decoded) as {(zone name, direction name): passes}, zeros left out."""
+    return {(runner.ZONE_NAMES[c["zone"]], d): c[d] for c in counts for d in DIRECTIONS if c[d]}
+
+
+def names(tally: dict[tuple[int, int], int]) -> dict[tuple[str, str], int]:
+    """A {(zone index, direction index): n} tally keyed by names, as counts_tally gives."""
+    return {(runner.ZONE_NAMES[z], DIRECTIONS[d]): n for (z, d), n in tally.items()}
 
 
 async def mpremote(

@@ -23,7 +23,7 @@ import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
 from dermaroll.board.bleak_backend import BleakClientBumble
 from dermaroll.scoring import DIRECTIONS, Score
-from tests.board.boardtest import find_roller, need_micropython
+from tests.board.boardtest import counts_tally, find_roller, need_micropython
 from tests.board.serialhost import SerialHost
 
 REST_MS = 20000  # no zone, the roller resting: the hosts connect meanwhile
@@ -36,15 +36,6 @@ def key(seq: int, zone: int, direction: int) -> tuple[int, str, str]:
 
 def tally(passes: list[tuple[int, str, str]]) -> dict[tuple[str, str], int]:
     return dict(Counter((zone, d) for _seq, zone, d in passes))
-
-
-def counts_tally(counts: list[dict]) -> dict[tuple[str, str], int]:
-    out = {}
-    for c in counts:
-        for d in DIRECTIONS:
-            if c[d]:
-                out[(runner.ZONE_NAMES[c["zone"]], d)] = c[d]
-    return out
 
 
 async def ble_host(board: runner.VirtualBoard, started: asyncio.Event) -> dict:

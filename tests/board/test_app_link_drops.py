@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bleak import BleakClient
-from bleak.backends.device import BLEDevice
 
 import dermaroll_protocol as p
 from dermaroll.board import bleak_backend, runner
@@ -44,7 +43,7 @@ from dermaroll.board.radio import VirtualRadio
 from dermaroll.recordsync import RecordSync
 from dermaroll.scoring import DIRECTIONS
 from tests.board.boardkit import DeviceProcess, aio
-from tests.board.boardtest import find_roller, need_micropython
+from tests.board.boardtest import counts_tally, find_roller, names, need_micropython
 
 SEED = int(os.environ.get("DERMAROLL_DROP_SEED", "7"))
 DROPS_MIN = 24  # drop -> reconnect -> resync cycles (the must-show asks for >= 20)
@@ -55,11 +54,6 @@ ANSWER_S = 5.0  # a control response comes within this (real seconds) or the tes
 # Where a connection's link is dropped: cards per shuffled round (deck()).
 PHASES = {"live": 2, "request": 1, "transfer": 5, "answer": 1, "delete": 1}
 TRANSFER_MIN = 8  # before a "transfer" connection, let this many records pile up
-
-
-async def find_board() -> BLEDevice:
-    device = await find_roller()
-    return device
 
 
 class LinkDown(Exception):
@@ -92,7 +86,7 @@ class Host:
         self.arrived += 1
 
     async def connect(self) -> None:
-        device = await find_board()
+        device = await find_roller()
         lost = self.lost = asyncio.Event()
         client = BleakClient(
             device, disconnected_callback=lambda _c: lost.set(), backend=BleakClientBumble
@@ -270,14 +264,6 @@ def console_times(board: runner.VirtualBoard) -> dict[int, tuple[int, int]]:
     return out
 
 
-def names(tally: dict[tuple[int, int], int]) -> dict[tuple[str, str], int]:
-    return {(runner.ZONE_NAMES[z], DIRECTIONS[d]): n for (z, d), n in tally.items()}
-
-
-def counts_tally(counts: list[dict]) -> dict[tuple[str, str], int]:
-    return {(runner.ZONE_NAMES[c["zone"]], d): c[d] for c in counts for d in DIRECTIONS if c[d]}
-
-
 def test_link_drops_every_pass_exactly_once(tmp_path: Path) -> None:
     need_micropython()
     runner.install_firmware(tmp_path)
@@ -345,7 +331,7 @@ async def drop_during_burst(radio: VirtualRadio, dev: DeviceProcess) -> int:
     got: list[bytes] = []
     lost = asyncio.Event()
     client = BleakClient(
-        await find_board(), disconnected_callback=lambda _c: lost.set(), backend=BleakClientBumble
+        await find_roller(), disconnected_callback=lambda _c: lost.set(), backend=BleakClientBumble
     )
     await client.connect()
     await client.start_notify(p.PASS_RECORD_UUID, lambda _c, d: got.append(bytes(d)))

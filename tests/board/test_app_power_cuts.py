@@ -36,7 +36,7 @@ from dermaroll import motion
 from dermaroll.board import runner
 from dermaroll.scoring import DIRECTIONS
 from roller import passlog  # importable once runner has installed the micropython shim
-from tests.board.boardtest import need_micropython
+from tests.board.boardtest import counts_tally, names, need_micropython
 from tests.board.serialhost import request_frame
 
 RUNS = 24  # half plain cuts, half torn writes
@@ -170,15 +170,6 @@ def counts_answer(out: list[tuple], token: int) -> tuple[dict, list[dict], list[
     return response, counts, [p for t, p in out[: at[0]] if t == "PASS"]
 
 
-def counts_tally(counts: list[dict]) -> Counter[tuple[int, int]]:
-    out: Counter[tuple[int, int]] = Counter()
-    for c in counts:
-        for d, name in enumerate(DIRECTIONS):
-            if c[name]:
-                out[(c["zone"], d)] = c[name]
-    return out
-
-
 def check_tear(line: str, keep: int, seq: int, now: Flash) -> set[int]:
     """The tear hit the append of `seq`, where the fault log `line` says, and left the
     bytes it kept; returns the damaged slot it left (none if the record landed whole)."""
@@ -249,7 +240,7 @@ async def run_cuts(flash: Path, seed: int) -> dict[str, int]:
             ), (response, counts)
             expect = before.tally(session, before.since) if before is not None else Counter()
             expect.update((p[1], p[2]) for p in early)
-            assert counts_tally(counts) == expect, (n, counts, expect)
+            assert counts_tally(counts) == names(expect), (n, counts, expect)
             # The seqs go on: consecutive, above every seq printed or torn before.
             for p in (p for t, p in out if t == "PASS"):
                 assert p[0] == next_seq, (n, p, next_seq)
